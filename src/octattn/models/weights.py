@@ -1,0 +1,125 @@
+"""Pretrained backbone weights: from timm's hub repositories or from a local file.
+
+Weights travel as safetensors only: a pickle (``.pth``, ``.bin``) can execute code when
+loaded, so octattn never unpickles what a user hands it. Loading is strict: every
+backbone tensor must be present with the right shape; only the new layers (attention
+modules, the 4-way classifier) may be missing from the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from timm.models import adapt_input_conv
+from torch import nn
+
+from octattn.errors import WeightsError
+
+
+@dataclass(frozen=True)
+class PretrainedSource:
+    """Where a backbone's ImageNet weights live on the Hugging Face hub, and its layout."""
+
+    hub_repo: str
+    first_conv: str
+    classifier: str
+
+    @property
+    def url(self) -> str:
+        """Direct download address of the safetensors file."""
+        return f"https://huggingface.co/{self.hub_repo}/resolve/main/model.safetensors"
+
+
+PRETRAINED_SOURCES: dict[str, PretrainedSource] = {
+    "inception_v4": PretrainedSource("timm/inception_v4.tf_in1k", "features.0.conv", "last_linear"),
+    "inception_v4_attention": PretrainedSource("timm/inception_v4.tf_in1k", "features.0.conv", "last_linear"),
+    "inception_v3": PretrainedSource("timm/inception_v3.tv_in1k", "Conv2d_1a_3x3.conv", "fc"),
+}
+
+NEW_LAYER_PREFIXES = ("attention.",)
+"""Parameters that no ImageNet checkpoint holds: they start from their own init."""
+
+
+def fetch_pretrained(model_name: str) -> Path:
+    """Download (or find in the hub cache) the ImageNet weights of a model's backbone.
+
+    Raises:
+        WeightsError: offline or unreachable, with the file to get and how to pass it.
+    """
+    source = PRETRAINED_SOURCES[model_name]
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(source.hub_repo, "model.safetensors"))
+    except Exception as exc:  # the hub raises many types: offline, DNS, HTTP, cache
+        raise WeightsError(
+            f"cannot fetch pretrained weights {source.hub_repo} ({type(exc).__name__}); "
+            f"on a machine with internet download {source.url} and pass it with --weights PATH"
+        ) from exc
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file into a CPU state dict, with a one-line error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    if path.suffix != ".safetensors":
+        raise WeightsError(
+            f"{path}: only .safetensors weights are accepted (pickled checkpoints can run code when loaded)"
+        )
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+
+def _summarise(keys: list[str], limit: int = 3) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def load_backbone_weights(
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    source: PretrainedSource,
+    origin: str,
+) -> None:
+    """Load ImageNet backbone weights into ``model``, strictly.
+
+    The input convolution is folded to the model's channel count (timm's
+    ``adapt_input_conv``: one channel gets the sum of the RGB filters), and a classifier
+    of another width (ImageNet's 1000 classes) is dropped, so the new head keeps its init.
+
+    Raises:
+        WeightsError: a backbone tensor is missing, unexpected or of the wrong shape.
+    """
+    own = model.state_dict()
+    state = dict(state_dict)
+    conv_key = f"{source.first_conv}.weight"
+    if conv_key in state and conv_key in own and state[conv_key].shape[1] != own[conv_key].shape[1]:
+        state[conv_key] = adapt_input_conv(own[conv_key].shape[1], state[conv_key])
+    for suffix in ("weight", "bias"):
+        key = f"{source.classifier}.{suffix}"
+        if key in state and key in own and state[key].shape != own[key].shape:
+            del state[key]
+    unexpected = sorted(k for k in state if k not in own)
+    mismatched = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
+    optional = (*NEW_LAYER_PREFIXES, f"{source.classifier}.")
+    missing = sorted(
+        k for k in own if k not in state and not k.startswith(optional) and not k.endswith("num_batches_tracked")
+    )
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing ({_summarise(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected ({_summarise(unexpected)})")
+    if mismatched:
+        problems.append(f"{len(mismatched)} of the wrong shape ({_summarise(mismatched)})")
+    if problems:
+        raise WeightsError(f"{origin}: does not fit this backbone: " + "; ".join(problems))
+    model.load_state_dict(state, strict=False)
