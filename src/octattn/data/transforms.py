@@ -1,0 +1,143 @@
+"""The paper's two pre-processing modes and the one evaluation transform.
+
+* ``"resize"`` (the paper's final choice, default): the whole scan resized directly to
+  the model's input size, aspect ratio not kept (a 768x496 scan is squeezed, not cut).
+* ``"crop"`` (the paper's "original pre-processing", Table III): a random crop of
+  8-100% of the area and 3/4-4/3 aspect (torchvision's ``RandomResizedCrop``, the
+  Inception training crop), then resize. The paper found it often keeps only background.
+
+:func:`eval_transform` is the single deterministic transform used by evaluate, predict,
+explain and serve: a direct resize and the model's normalisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torchvision.transforms import InterpolationMode, RandomResizedCrop
+from torchvision.transforms import functional as TF
+
+PreprocessMode = Literal["resize", "crop"]
+PREPROCESS_MODES: tuple[str, ...] = ("resize", "crop")
+
+INCEPTION_MEAN = 0.5
+INCEPTION_STD = 0.5
+"""timm's Inception pretrained configs normalise every channel with mean = std = 0.5."""
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What a model expects of its input; saved in every model bundle.
+
+    Attributes:
+        size: ``(height, width)`` in pixels.
+        in_chans: 1 (gray) or 3 (the gray scan repeated).
+        mean, std: per-channel normalisation after scaling to [0, 1].
+        interpolation: ``"bilinear"`` or ``"bicubic"`` (antialiased either way).
+    """
+
+    size: tuple[int, int] = (299, 299)
+    in_chans: int = 1
+    mean: float = INCEPTION_MEAN
+    std: float = INCEPTION_STD
+    interpolation: str = "bilinear"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        data = asdict(self)
+        data["size"] = list(self.size)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocess:
+        """Inverse of :meth:`to_dict`."""
+        size = data.get("size", (299, 299))
+        if isinstance(size, int):
+            size = (size, size)
+        return cls(
+            size=(int(size[0]), int(size[1])),
+            in_chans=int(data.get("in_chans", 1)),
+            mean=float(data.get("mean", INCEPTION_MEAN)),
+            std=float(data.get("std", INCEPTION_STD)),
+            interpolation=str(data.get("interpolation", "bilinear")),
+        )
+
+    @property
+    def interpolation_mode(self) -> InterpolationMode:
+        """torchvision's enum for :attr:`interpolation`."""
+        return InterpolationMode(self.interpolation)
+
+
+def to_tensor(gray: np.ndarray) -> torch.Tensor:
+    """``(H, W)`` uint8 array -> ``(1, H, W)`` uint8 tensor (no copy where possible)."""
+    return torch.from_numpy(np.ascontiguousarray(gray)).unsqueeze(0)
+
+
+def apply_augment(image: torch.Tensor, augment: str) -> torch.Tensor:
+    """Apply a deterministic augmentation spec such as ``"rot-10,hflip"`` to ``(1, H, W)``.
+
+    Parts joined by commas: ``rot<degrees>`` (counter-clockwise positive, dark fill, as
+    the area outside a rotated B-scan is vitreous-dark) and ``hflip``.
+    """
+    if not augment:
+        return image
+    for part in augment.split(","):
+        if part == "hflip":
+            image = TF.hflip(image)
+        elif part.startswith("rot"):
+            image = TF.rotate(image, float(part[3:]), interpolation=InterpolationMode.BILINEAR, fill=[0.0])
+        else:
+            raise ValueError(f"unknown augmentation {part!r} in {augment!r}")
+    return image
+
+
+def normalise(image: torch.Tensor, pre: Preprocess) -> torch.Tensor:
+    """uint8 ``(1, H, W)`` (or ``(N, 1, H, W)``) -> float, normalised, ``in_chans`` channels."""
+    x = (image.float() / 255.0 - pre.mean) / pre.std
+    if pre.in_chans == 3:
+        x = x.repeat_interleave(3, dim=-3)
+    return x
+
+
+def resize(image: torch.Tensor, pre: Preprocess) -> torch.Tensor:
+    """Direct resize of a uint8 ``(1, H, W)`` to ``pre.size``; identity when already that size."""
+    if tuple(image.shape[-2:]) == pre.size:
+        return image
+    return TF.resize(image, list(pre.size), interpolation=pre.interpolation_mode, antialias=True)
+
+
+def eval_transform(pre: Preprocess) -> Callable[[np.ndarray], torch.Tensor]:
+    """The deterministic transform used everywhere outside training."""
+
+    def transform(gray: np.ndarray) -> torch.Tensor:
+        return normalise(resize(to_tensor(gray), pre), pre)
+
+    return transform
+
+
+def train_transform(
+    pre: Preprocess, mode: str = "resize", hflip_prob: float = 0.0
+) -> Callable[[np.ndarray, str], torch.Tensor]:
+    """The training transform: deterministic copy augmentation, then ``mode``, then flip.
+
+    Args:
+        pre: the model's input spec.
+        mode: ``"resize"`` or ``"crop"`` (see the module docstring).
+        hflip_prob: probability of a random horizontal flip (0 in the paper's recipe).
+    """
+    if mode not in PREPROCESS_MODES:
+        raise ValueError(f"unknown pre-processing mode {mode!r}; expected one of {PREPROCESS_MODES}")
+    crop = RandomResizedCrop(list(pre.size), interpolation=pre.interpolation_mode, antialias=True)
+
+    def transform(gray: np.ndarray, augment: str = "") -> torch.Tensor:
+        image = apply_augment(to_tensor(gray), augment)
+        image = crop(image) if mode == "crop" else resize(image, pre)
+        if hflip_prob > 0 and torch.rand(()) < hflip_prob:
+            image = TF.hflip(image)
+        return normalise(image, pre)
+
+    return transform

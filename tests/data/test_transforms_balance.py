@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from octattn.data.balance import COPY_SEQUENCE, class_weighted_sampler, expand_classes
+from octattn.data.layout import Sample, class_counts
+from octattn.data.transforms import Preprocess, apply_augment, eval_transform, to_tensor, train_transform
+from octattn.errors import ConfigError
+
+GRAY = np.random.default_rng(0).integers(0, 255, (48, 64), dtype=np.uint8)
+
+
+@pytest.mark.parametrize(("size", "chans"), [((75, 75), 1), ((107, 139), 1), ((75, 75), 3)])
+def test_eval_transform_resizes_directly_and_normalises(size, chans):
+    pre = Preprocess(size=size, in_chans=chans)
+    x = eval_transform(pre)(GRAY)
+    assert x.shape == (chans, *size) and x.dtype == torch.float32
+    assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0
+    torch.testing.assert_close(x, eval_transform(pre)(GRAY))
+    if chans == 3:
+        torch.testing.assert_close(x[0], x[2])
+
+
+def test_eval_transform_keeps_the_whole_scan():
+    """A bright left edge must survive the direct resize (a crop could drop it)."""
+    gray = np.zeros((48, 96), dtype=np.uint8)
+    gray[:, :4] = 255
+    x = eval_transform(Preprocess(size=(75, 75)))(gray)
+    assert float(x[0, :, 0].mean()) > 0.5
+
+
+def test_crop_mode_is_random_and_resize_mode_is_not():
+    pre = Preprocess(size=(75, 75))
+    torch.manual_seed(0)
+    crop = train_transform(pre, "crop")
+    assert not torch.equal(crop(GRAY, ""), crop(GRAY, ""))
+    resize = train_transform(pre, "resize")
+    torch.testing.assert_close(resize(GRAY, ""), eval_transform(pre)(GRAY))
+    with pytest.raises(ValueError, match="unknown pre-processing"):
+        train_transform(pre, "zoom")
+
+
+def test_augment_specs():
+    image = to_tensor(GRAY)
+    assert torch.equal(apply_augment(image, "hflip"), image.flip(-1))
+    rotated = apply_augment(image, "rot+10")
+    assert rotated.shape == image.shape and not torch.equal(rotated, image)
+    assert int(rotated[0, 0, 0]) == 0  # dark fill in the corner
+    with pytest.raises(ValueError):
+        apply_augment(image, "shear")
+
+
+def _samples(counts: dict[int, int]) -> list[Sample]:
+    return [Sample(Path(f"{label}-{i}.png"), label, str(i)) for label, n in counts.items() for i in range(n)]
+
+
+def test_paper_tripling_of_dme_and_drusen():
+    samples = _samples({0: 5, 1: 2, 2: 3, 3: 4})
+    expanded = expand_classes(samples)
+    assert class_counts(expanded) == {"CNV": 5, "DME": 6, "DRUSEN": 9, "NORMAL": 4}
+    copies = sorted(s.augment for s in expanded if s.path.name == "1-0.png")
+    assert copies == sorted(["", "rot+10,hflip", "rot-10,hflip"])
+    assert {s.augment for s in expanded if s.label in (0, 3)} == {""}
+
+
+@pytest.mark.parametrize("factor", [1, 2, len(COPY_SEQUENCE)])
+def test_factor_and_classes_are_configurable(factor):
+    expanded = expand_classes(_samples({0: 2, 3: 2}), classes=["NORMAL"], factor=factor)
+    assert class_counts(expanded)["NORMAL"] == 2 * factor
+    assert class_counts(expanded)["CNV"] == 2
+
+
+def test_bad_factor():
+    with pytest.raises(ConfigError):
+        expand_classes(_samples({0: 1}), factor=0)
+
+
+def test_class_weighted_sampler_draws_classes_evenly():
+    samples = _samples({0: 90, 1: 10})
+    sampler = class_weighted_sampler(samples, torch.Generator().manual_seed(0))
+    drawn = [samples[i].label for i in sampler]
+    assert 0.35 < drawn.count(1) / len(drawn) < 0.65
