@@ -130,6 +130,135 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     download.set_defaults(handler=_cmd_data_download)
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from octattn.training.config import load_config
+    from octattn.training.loop import train
+
+    overrides = list(args.overrides)
+    for key in ("data", "cache", "weights"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    config = load_config(args.config, overrides)
+    train(config, args.out, resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
+def _add_train_command(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser(
+        "train",
+        help="train a model from a YAML config (torchrun-ready)",
+        description="Train from a YAML experiment config; key=value pairs override its settings.",
+    )
+    train.add_argument("--config", help="YAML experiment config (default: the paper's recipe)")
+    train.add_argument("--data", help="OCT2017-style folder or CSV manifest (overrides the config)")
+    train.add_argument("--cache", help="a cache folder from `octattn data cache` (overrides the config)")
+    train.add_argument("--weights", help="local ImageNet weights (.safetensors) for the backbone")
+    train.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=3")
+    train.set_defaults(handler=_cmd_train)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from octattn.evaluation.evaluate import evaluate_model, format_headline, write_evaluation
+    from octattn.inference.bundle import resolve_bundle_dir
+    from octattn.reporting.report import EVALUATION_DIR
+
+    result = evaluate_model(
+        args.model, args.data, args.split, tta=args.tta, batch_size=args.batch, skip_bad=args.skip_bad
+    )
+    bundle = resolve_bundle_dir(args.model)
+    default = bundle.parent / EVALUATION_DIR if bundle != Path(args.model) else Path(args.model) / EVALUATION_DIR
+    out = Path(args.out) if args.out else default
+    write_evaluation(result, out)
+    print(format_headline(result.report))
+    for item in result.skipped:
+        print(f"skipped {item['path']}: {item['reason']}")
+    print(f"predictions and metrics written to {out}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from octattn.data.layout import load_samples
+    from octattn.evaluation.evaluate import predict_samples
+    from octattn.evaluation.uncertainty import mcnemar_exact, paired_bootstrap_difference
+    from octattn.inference.predictor import Predictor
+
+    samples = load_samples(args.data, args.split)
+    outputs = []
+    for model in (args.a, args.b):
+        predictor = Predictor(model)
+        samples, logits, _ = predict_samples(predictor, samples, args.batch)  # raises on a bad file
+        outputs.append(predictor.probabilities(logits))
+    labels = np.array([s.label for s in samples])
+    correct_a, correct_b = outputs[0].argmax(1) == labels, outputs[1].argmax(1) == labels
+    test = mcnemar_exact(correct_a, correct_b)
+    print(f"{len(samples)} test images, {len({s.group for s in samples})} patients; A = {args.a}, B = {args.b}")
+    print(f"accuracy: A {100 * correct_a.mean():.1f}%, B {100 * correct_b.mean():.1f}%")
+    print(
+        f"McNemar exact test: A right where B is wrong on {test['a_only']} image(s), B right where A is wrong "
+        f"on {test['b_only']}; p = {test['p_value']:.3g}"
+    )
+    groups = [s.group for s in samples]
+    for difference in paired_bootstrap_difference(labels, outputs[0], outputs[1], groups, seed=args.seed):
+        print(difference.sentence("A", "B"))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from octattn.reporting.report import write_report
+
+    page = write_report(args.runs, args.out, title=args.title)
+    print(f"report written to {page} (Markdown twin: {page.parent / 'report.md'})")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from octattn.demo import run_demo
+
+    run_demo(args.out, args.data, args.overrides)
+    return 0
+
+
+def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
+    evaluate = sub.add_parser("evaluate", help="metrics with confidence intervals on a labelled split")
+    evaluate.add_argument("model", help="a model bundle or a run folder")
+    evaluate.add_argument("--data", required=True, help="OCT2017-style folder or CSV manifest")
+    evaluate.add_argument("--split", default="test", help="split to evaluate (default test)")
+    evaluate.add_argument("--out", help="output folder (default RUN/evaluation)")
+    evaluate.add_argument("--tta", action="store_true", help="average with the horizontally flipped scan")
+    evaluate.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    evaluate.add_argument("--skip-bad", action="store_true", help="leave out unreadable images and list them")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    compare = sub.add_parser("compare", help="two models on the same images: McNemar and paired intervals")
+    compare.add_argument("a", help="model A (bundle or run folder)")
+    compare.add_argument("b", help="model B (bundle or run folder)")
+    compare.add_argument("--data", required=True)
+    compare.add_argument("--split", default="test")
+    compare.add_argument("--batch", type=int, default=32)
+    compare.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    compare.set_defaults(handler=_cmd_compare)
+
+    report = sub.add_parser("report", help="HTML + Markdown report of one or more runs")
+    report.add_argument("runs", nargs="+", help="run folders")
+    report.add_argument("--out", required=True, help="output folder")
+    report.add_argument("--title", default="octattn report")
+    report.set_defaults(handler=_cmd_report)
+
+    demo = sub.add_parser("demo", help="offline demo: phantoms -> train -> evaluate -> report, on the CPU")
+    demo.add_argument("--out", help="output folder (default runs/demo-DATE-TIME)")
+    demo.add_argument("--data", help="run the same experiment on a real OCT2017-style folder")
+    demo.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    demo.set_defaults(handler=_cmd_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (sub-commands register themselves here)."""
     from octattn import __version__
@@ -146,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(handler=_cmd_models)
 
     _add_data_commands(sub)
+    _add_train_command(sub)
+    _add_evaluation_commands(sub)
     return parser
 
 

@@ -34,6 +34,13 @@ def test_patient_split_has_no_patient_on_both_sides_and_is_seeded(tmp_path):
     assert len(record["val"]) == len(val) and record["seed"] == 3
 
 
+def test_tiny_data_still_splits():
+    """Four patients per class cannot make ten folds; the split must still work."""
+    samples = [Sample(Path(f"{c}-{i}.png"), c, f"{c}-{i}") for c in range(4) for i in range(4)]
+    train, val = patient_split(samples, 0.1, seed=0)
+    assert train and val and not {s.patient for s in train} & {s.patient for s in val}
+
+
 def test_real_split_keeps_patients_apart(real_data):
     train, val = patient_split(scan_split(real_data, "train"), 0.2, seed=0)
     assert not {s.group for s in train} & {s.group for s in val}

@@ -34,9 +34,12 @@ def patient_split(
     groups = [s.group for s in samples]
     if len(set(groups)) < 2:
         raise DataError("a patient-grouped split needs at least two patients")
-    n_splits = min(max(2, round(1 / val_fraction)), len(set(groups)))
-    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     labels = np.array([s.label for s in samples])
+    # scikit-learn needs some class with at least one member per fold: on tiny data sets
+    # the folds are capped, and validation gets a larger share than asked for.
+    largest_class = int(np.bincount(labels).max())
+    n_splits = max(2, min(round(1 / val_fraction), len(set(groups)), largest_class))
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     train_idx, val_idx = next(folds.split(np.zeros(len(samples)), labels, groups))
     return [samples[i] for i in train_idx], [samples[i] for i in val_idx]
 

@@ -74,6 +74,8 @@ class Preprocess:
 
 def to_tensor(gray: np.ndarray) -> torch.Tensor:
     """``(H, W)`` uint8 array -> ``(1, H, W)`` uint8 tensor (no copy where possible)."""
+    if not gray.flags.writeable:  # Pillow hands out read-only views; torch wants writable memory
+        gray = gray.copy()
     return torch.from_numpy(np.ascontiguousarray(gray)).unsqueeze(0)
 
 

@@ -1,0 +1,138 @@
+"""Run a model bundle on scans: the one code path behind evaluate, predict, explain and serve.
+
+:class:`Predictor` applies the bundle's own pre-processing (the deterministic eval
+transform), its calibration temperature, and batches the work. Decoding failures are
+returned per file, never raised half-way through a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from octattn.classes import REFERRAL_TIER
+from octattn.data.decode import load_scan
+from octattn.data.transforms import eval_transform
+from octattn.errors import BadImageError
+from octattn.evaluation.calibration import softmax
+from octattn.inference.bundle import BundleConfig, load_bundle
+
+
+@dataclass
+class ScanPrediction:
+    """The prediction for one scan."""
+
+    source: str
+    label: str
+    probabilities: dict[str, float]
+    referral: str
+    logits: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain data for JSON."""
+        return {
+            "source": self.source,
+            "class": self.label,
+            "probabilities": self.probabilities,
+            "referral": self.referral,
+        }
+
+
+@dataclass
+class BatchResult:
+    """Predictions in input order, and the inputs that could not be read."""
+
+    predictions: list[ScanPrediction]
+    failures: list[BadImageError]
+
+
+class Predictor:
+    """A loaded bundle, ready to classify scans.
+
+    Args:
+        model_path: a bundle folder or a run folder.
+        device: where to run (``"cpu"``, ``"cuda"``).
+        tta: also run the horizontally flipped scan and average the probabilities.
+    """
+
+    def __init__(self, model_path: str | Path, device: str = "cpu", tta: bool = False) -> None:
+        model, config = load_bundle(model_path, device)
+        self.model: nn.Module = model
+        self.config: BundleConfig = config
+        self.device = torch.device(device)
+        self.tta = tta
+        self.transform = eval_transform(config.preprocess)
+        size = config.preprocess.size
+        self.decode_size = (size[1], size[0])
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in output order."""
+        return self.config.class_names
+
+    def prepare(self, gray: np.ndarray) -> torch.Tensor:
+        """One decoded scan -> the model's input tensor ``(C, H, W)``."""
+        return self.transform(gray)
+
+    @torch.no_grad()
+    def logits(self, batch: torch.Tensor) -> np.ndarray:
+        """Raw logits ``(N, K)`` for a prepared batch ``(N, C, H, W)``."""
+        batch = batch.to(self.device)
+        out = self.model(batch).float()
+        if self.tta:
+            # Average in probability space, then map back to logits for one interface.
+            probs = (out.softmax(1) + self.model(batch.flip(-1)).float().softmax(1)) / 2
+            out = probs.clamp_min(1e-12).log()
+        return out.cpu().numpy()
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities: softmax at the bundle's temperature."""
+        return softmax(logits, self.config.temperature)
+
+    def describe(self, source: str, logits: np.ndarray) -> ScanPrediction:
+        """A :class:`ScanPrediction` from one row of logits."""
+        probs = self.probabilities(logits[None])[0]
+        label = self.class_names[int(np.argmax(probs))]
+        return ScanPrediction(
+            source=source,
+            label=label,
+            probabilities={name: float(p) for name, p in zip(self.class_names, probs, strict=True)},
+            referral=REFERRAL_TIER.get(label, "unknown"),
+            logits=[float(v) for v in logits],
+        )
+
+    def predict_arrays(self, arrays: Sequence[np.ndarray], sources: Sequence[str]) -> list[ScanPrediction]:
+        """Classify decoded scans."""
+        if not arrays:
+            return []
+        batch = torch.stack([self.prepare(a) for a in arrays])
+        rows = self.logits(batch)
+        return [self.describe(s, r) for s, r in zip(sources, rows, strict=True)]
+
+    def predict_files(self, paths: Iterable[str | Path], batch_size: int = 16) -> BatchResult:
+        """Classify files in batches; unreadable files are collected, the rest still predicted."""
+        predictions: list[ScanPrediction] = []
+        failures: list[BadImageError] = []
+        arrays: list[np.ndarray] = []
+        sources: list[str] = []
+
+        def flush() -> None:
+            predictions.extend(self.predict_arrays(arrays, sources))
+            arrays.clear()
+            sources.clear()
+
+        for path in paths:
+            try:
+                arrays.append(load_scan(path, self.decode_size))
+                sources.append(str(path))
+            except BadImageError as exc:
+                failures.append(exc)
+            if len(arrays) >= batch_size:
+                flush()
+        flush()
+        return BatchResult(predictions, failures)

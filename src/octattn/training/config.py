@@ -1,0 +1,164 @@
+"""One experiment = one :class:`TrainConfig`: read from YAML, overridden by ``key=value``.
+
+The resolved configuration is saved as ``RUN/config.yaml`` beside the run's outputs, so a
+run can always be repeated and its numbers traced to their settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from octattn.data.transforms import PREPROCESS_MODES
+from octattn.errors import ConfigError
+from octattn.models import MODEL_NAMES, POLICIES
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Defaults are the paper's recipe.
+
+    Model: ``model``, ``placement`` (None = default), ``attention_init``, ``in_chans``,
+    ``pretrained`` (fetch ImageNet weights) or ``weights`` (local safetensors file).
+    Recipe: ``policy``, ``optimizer`` (sgd | adamw), ``lr_backbone``, ``lr_new``,
+    ``momentum``, ``weight_decay``, ``schedule`` (constant | cosine | step),
+    ``warmup_steps``, ``epochs``, ``batch_size`` (global, over all processes),
+    ``grad_clip`` (0 = off), ``label_smoothing``.
+    Data: ``data`` (folder or CSV), ``cache`` (a cache folder from ``octattn data cache``),
+    ``image_size``, ``preprocess`` (resize | crop), ``hflip_prob``, ``balance``
+    (triple | sampler | none), ``balance_classes``, ``balance_factor``, ``val_fraction``
+    (patient-grouped split of the training folder; 0 = use the data's val/ folder),
+    ``skip_bad``, ``num_workers``.
+    Engine: ``seed``, ``amp`` (auto = bf16 on CUDA, off on CPU), ``channels_last``,
+    ``compile``, ``bn`` (train | frozen: every BatchNorm in eval mode),
+    ``bn_recalibrate`` (images used to re-estimate BatchNorm statistics before each
+    validation; 0 = off), ``threads`` (CPU threads; 0 = torch's default).
+    """
+
+    model: str = "inception_v4_attention"
+    placement: list[dict[str, int]] | None = None
+    attention_init: str = "identity"
+    in_chans: int = 1
+    pretrained: bool = True
+    weights: str | None = None
+    policy: str = "paper"
+    optimizer: str = "sgd"
+    lr_backbone: float = 0.001
+    lr_new: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    epochs: int = 20
+    batch_size: int = 32
+    grad_clip: float = 0.0
+    label_smoothing: float = 0.0
+    data: str | None = None
+    cache: str | None = None
+    image_size: int = 299
+    preprocess: str = "resize"
+    hflip_prob: float = 0.0
+    balance: str = "triple"
+    balance_classes: list[str] = field(default_factory=lambda: ["DME", "DRUSEN"])
+    balance_factor: int = 3
+    val_fraction: float = 0.1
+    skip_bad: bool = False
+    num_workers: int = 4
+    seed: int = 0
+    amp: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    bn: str = "train"
+    bn_recalibrate: int = 0
+    threads: int = 0
+
+    def validate(self) -> TrainConfig:
+        """Check every choice; returns self for chaining."""
+        choices = {
+            "model": MODEL_NAMES,
+            "policy": POLICIES,
+            "optimizer": ("sgd", "adamw"),
+            "schedule": ("constant", "cosine", "step"),
+            "preprocess": PREPROCESS_MODES,
+            "balance": ("triple", "sampler", "none"),
+            "amp": ("auto", "bf16", "off"),
+            "bn": ("train", "frozen"),
+            "attention_init": ("identity", "he"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.image_size < 75:
+            raise ConfigError("epochs and batch_size must be positive and image_size at least 75")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (YAML / JSON)."""
+        return asdict(self)
+
+
+_FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    default = TrainConfig.__dataclass_fields__[key].default
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+        if not value.is_integer():
+            raise ConfigError(f"{key} must be a whole number, got {value}")
+        return int(value)
+    if default is not None and default is not dataclasses.MISSING and not isinstance(value, type(default)):
+        raise ConfigError(f"{key} must be a {type(default).__name__}, got {value!r}")
+    return value
+
+
+def config_from_dict(data: dict[str, Any], origin: str = "config") -> TrainConfig:
+    """Build a config from a mapping, rejecting unknown keys with their names."""
+    unknown = sorted(set(data) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"{origin}: unknown key(s) {', '.join(unknown)}")
+    return TrainConfig(**{k: _coerce(k, v) for k, v in data.items()}).validate()
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply ``key=value`` overrides.
+
+    Values are parsed as YAML scalars (``epochs=3``, ``pretrained=false``,
+    ``placement=[{after: 9, order: 2}]``).
+    """
+    data: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        origin = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings")
+        data.update(loaded)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        data[key.strip()] = yaml.safe_load(value)
+    return config_from_dict(data, origin)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from octattn.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,76 @@
+import pytest
+
+from octattn.demo import config_path
+from octattn.errors import ConfigError
+from octattn.training.config import TrainConfig, load_config
+
+
+def test_defaults_are_the_papers_recipe():
+    config = load_config(None)
+    assert config == TrainConfig()
+    assert (config.policy, config.lr_backbone, config.lr_new, config.weight_decay, config.epochs) == (
+        "paper",
+        0.001,
+        0.1,
+        1e-4,
+        20,
+    )
+    assert (config.optimizer, config.momentum, config.image_size, config.preprocess, config.balance) == (
+        "sgd",
+        0.9,
+        299,
+        "resize",
+        "triple",
+    )
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 3\nmodel: inception_v4\n")
+    config = load_config(path, ["epochs=5", "lr_new=1", "pretrained=false", "placement=[{after: 9, order: 2}]"])
+    assert config.epochs == 5 and config.model == "inception_v4" and config.lr_new == 1.0
+    assert config.pretrained is False and config.placement == [{"after": 9, "order": 2}]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["epoch=3"], "unknown key"),
+        (["model=resnet"], "model='resnet' is not one of"),
+        (["pretrained=maybe"], "must be true or false"),
+        (["epochs=2.5"], "whole number"),
+        (["batch_size=abc"], "must be a int"),
+        (["epochs"], "key=value"),
+        (["image_size=64"], "at least 75"),
+    ],
+)
+def test_bad_settings_are_clear(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_bad_yaml_file(tmp_path):
+    (tmp_path / "c.yaml").write_text("- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "demo",
+        "paper/attention",
+        "paper/inception_v4",
+        "paper/inception_v3",
+        "paper/attention-original",
+        "paper/inception_v4-original",
+        "paper/attention-last1",
+    ],
+)
+def test_bundled_presets_load(name):
+    config = load_config(config_path(name))
+    if name.startswith("paper/"):
+        assert config.epochs == 20 and config.weight_decay == 1e-4 and config.optimizer == "sgd"
+        assert config.image_size == 299

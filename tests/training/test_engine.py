@@ -1,0 +1,77 @@
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from octattn.training.config import TrainConfig
+from octattn.training.distributed import DistInfo, EpochShardSampler
+from octattn.training.loop import TrainingDiverged, lr_factor, train_one_epoch
+
+
+@pytest.mark.parametrize(
+    ("schedule", "step", "expected"),
+    [
+        ("constant", 50, 1.0),
+        ("cosine", 10, 1.0),
+        ("cosine", 55, 0.5),
+        ("cosine", 100, 0.0),
+        ("step", 45, 0.1),
+        ("step", 99, 0.01),
+    ],
+)
+def test_lr_schedule(schedule, step, expected):
+    assert lr_factor(step, 100, schedule, warmup_steps=10) == pytest.approx(expected, abs=1e-9)
+
+
+def test_warmup_is_linear():
+    assert [lr_factor(s, 100, "cosine", 4) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+
+
+@pytest.mark.parametrize("weights", [None, torch.tensor([1.0, 1.0, 4.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])])
+def test_shards_of_two_ranks_are_the_single_order(weights):
+    single = EpochShardSampler(10, DistInfo(0, 1), seed=3, weights=weights)
+    ranks = [EpochShardSampler(10, DistInfo(r, 2), seed=3, weights=weights) for r in (0, 1)]
+    for sampler in (single, *ranks):
+        sampler.set_epoch(2)
+    order = list(single)
+    assert list(ranks[0]) == order[0::2] and list(ranks[1]) == order[1::2]
+    single.set_epoch(3)
+    assert list(single) != order
+
+
+def test_padding_gives_every_rank_the_same_length():
+    ranks = [EpochShardSampler(7, DistInfo(r, 2), seed=0) for r in (0, 1)]
+    assert [len(list(s)) for s in ranks] == [4, 4] and len(ranks[0]) == 4
+
+
+class NaNModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return x.flatten(1)[:, :4] * self.w * float("nan")
+
+
+def test_non_finite_loss_stops_with_a_clear_message():
+    data = TensorDataset(torch.randn(4, 1, 2, 2), torch.zeros(4, dtype=torch.long), torch.arange(4))
+    model = NaNModel()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    config = TrainConfig(channels_last=False, epochs=1)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, step 1.*last good checkpoint"):
+        train_one_epoch(model, DataLoader(data, batch_size=2), optimizer, scheduler, config, DistInfo(), 0, False)
+    assert model.w.item() == 1.0
+
+
+def test_training_loader_never_yields_a_lone_image():
+    """9 images in batches of 4 would end with a batch of 1, which BatchNorm cannot train on."""
+    from octattn.training.loop import _loader
+
+    dataset = TensorDataset(torch.zeros(9, 1), torch.zeros(9), torch.arange(9))
+    sampler = EpochShardSampler(9, DistInfo(), seed=0)
+    config = TrainConfig(num_workers=0)
+    sizes = [len(batch[0]) for batch in _loader(dataset, sampler, 4, config, 0, DistInfo())]
+    assert sizes == [4, 4]
+    small = EpochShardSampler(3, DistInfo(), seed=0)
+    assert [len(b[0]) for b in _loader(dataset, small, 4, config, 0, DistInfo())] == [3]

@@ -1,0 +1,118 @@
+"""Whole training runs at a tiny size: outputs, refusal to overwrite, exact resume, DDP."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from octattn.cli import main
+from octattn.data.synth import write_phantom_tree
+from octattn.inference.bundle import load_bundle
+
+TINY = [
+    "pretrained=false",
+    "policy=all",
+    "optimizer=adamw",
+    "lr_backbone=0.001",
+    "lr_new=0.001",
+    "weight_decay=0.01",
+    "image_size=75",
+    "batch_size=8",
+    "num_workers=0",
+    "threads=1",
+    "val_fraction=0.25",
+    "balance=none",
+    "schedule=cosine",
+]
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("phantoms")
+    write_phantom_tree(root, {"train": 6, "test": 2}, seed=1, size=(96, 93))
+    return root
+
+
+def _run(args, env=None):
+    command = [sys.executable, "-m", "octattn", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_run_writes_everything_and_refuses_to_overwrite(phantoms, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(phantoms), "--out", str(run), "epochs=2", "bn_recalibrate=8", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "train: CNV" in out and "patient-grouped" in out
+    for name in ("config.yaml", "split.json", "checkpoint.pt", "metrics.csv", "steps.csv"):
+        assert (run / name).exists(), name
+    assert len((run / "metrics.csv").read_text().splitlines()) == 3
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 1 and {"model", "optimizer", "scheduler", "scaler", "rng"} <= set(state)
+    _, config = load_bundle(run)
+    assert config.architecture["name"] == "inception_v4_attention" and config.preprocess.size == (75, 75)
+    assert config.provenance["data"] == str(phantoms) and 0.05 <= config.temperature <= 20
+    assert main(["train", "--data", str(phantoms), "--out", str(run), *TINY]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(["train", "--data", str(phantoms), "--out", str(run), "--overwrite", "epochs=1", *TINY]) == 0
+
+
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(phantoms, tmp_path):
+    args = ["train", "--data", str(phantoms), "epochs=3", "batch_size=2", *TINY[:5], *TINY[6:]]
+    args = [a for a in args if a != "batch_size=8"]
+    reference = _run([*args, "--out", str(tmp_path / "reference")])
+    assert reference.returncode == 0, reference.stderr
+
+    victim = tmp_path / "victim"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "octattn", *args, "--out", str(victim)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    checkpoint = victim / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(1.0)  # well into the second epoch (each takes several seconds here)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 0  # only epoch 1 was saved
+
+    resumed = _run([*args, "--out", str(victim), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    final = torch.load(checkpoint, weights_only=True)["model"]
+    expected = torch.load(tmp_path / "reference" / "checkpoint.pt", weights_only=True)["model"]
+    for key, value in expected.items():
+        assert torch.equal(final[key], value), key
+
+
+def test_two_gloo_processes_match_one_process(phantoms, tmp_path):
+    """torchrun, 2 CPU processes x batch 4 vs 1 process x batch 8. BatchNorm is frozen:
+    torch's SyncBatchNorm runs only on GPUs, and per-process batch statistics would differ."""
+    # SGD: Adam divides by the root of tiny second moments and magnifies float-order noise.
+    args = ["train", "--data", str(phantoms), "epochs=1", "bn=frozen", *TINY, "optimizer=sgd", "lr_backbone=0.01"]
+    single = _run([*args, "--out", str(tmp_path / "one")])
+    assert single.returncode == 0, single.stderr
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    double = subprocess.run(
+        [*launcher, "-m", "octattn", *args, "--out", str(tmp_path / "two")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert double.returncode == 0, double.stderr[-3000:]
+    one = load_file(str(tmp_path / "one" / "model" / "weights.safetensors"))
+    two = load_file(str(tmp_path / "two" / "model" / "weights.safetensors"))
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5)
+    one_metrics = (tmp_path / "one" / "metrics.csv").read_text().splitlines()[1].split(",")
+    two_metrics = (tmp_path / "two" / "metrics.csv").read_text().splitlines()[1].split(",")
+    assert one_metrics[3:5] == two_metrics[3:5]  # validation accuracy and F1: every image once
