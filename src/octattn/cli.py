@@ -259,6 +259,173 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     demo.set_defaults(handler=_cmd_demo)
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from octattn.inference.inputs import expand_inputs
+    from octattn.inference.predictor import Predictor
+    from octattn.inference.volumes import VOLUME_SUFFIXES, predict_volume
+    from octattn.io import atomic_write_text
+
+    if args.backend == "onnxruntime":
+        from octattn.inference.onnx_export import OnnxPredictor
+
+        if not args.onnx:
+            print("octattn: error: --backend onnxruntime needs --onnx FILE.onnx", file=sys.stderr)
+            return 2
+        predictor: Predictor = OnnxPredictor(args.model, args.onnx, tta=args.tta)
+    else:
+        predictor = Predictor(args.model, tta=args.tta)
+    paths = expand_inputs(args.paths)
+    volumes = [p for p in paths if p.suffix.lower() in VOLUME_SUFFIXES]
+    images = [p for p in paths if p.suffix.lower() not in VOLUME_SUFFIXES]
+    result = predictor.predict_files(images, args.batch)
+    rows = [p.to_dict() for p in result.predictions]
+    failures = [{"source": f.path, "error": f.reason} for f in result.failures]
+    volume_rows = []
+    for path in volumes:
+        try:
+            volume_rows.append(predict_volume(predictor, path, args.batch).to_dict())
+        except OctattnError as exc:
+            failures.append({"source": str(path), "error": str(exc)})
+    names = predictor.class_names
+    if rows:
+        print(f"{'scan':<48}{'class':<8}{'referral':<13}" + "".join(f"{n:>8}" for n in names))
+        for row in rows:
+            probs = "".join(f"{100 * row['probabilities'][n]:>7.1f}%" for n in names)
+            print(f"{str(row['source'])[-47:]:<48}{row['class']:<8}{row['referral']:<13}{probs}")
+    for volume in volume_rows:
+        print(
+            f"volume {volume['source']}: {volume['class']} ({volume['referral']}), "
+            f"{len(volume['bscans'])} B-scans, {100 * volume['abnormal_share']:.0f}% abnormal, "
+            f"evidence in B-scans {volume['evidence_bscans'][:10]}"
+        )
+    for failure in failures:
+        print(f"failed: {failure['source']}: {failure['error']}", file=sys.stderr)
+    if args.out:
+        out = Path(args.out)
+        if out.suffix.lower() == ".json":
+            payload = {"predictions": rows, "volumes": volume_rows, "failures": failures}
+            atomic_write_text(out, json.dumps(payload, indent=1))
+        else:
+            import csv
+            import io
+
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            writer.writerow(["source", "class", "referral", *[f"p_{n}" for n in names], "error"])
+            for row in rows:
+                writer.writerow(
+                    [
+                        row["source"],
+                        row["class"],
+                        row["referral"],
+                        *[f"{row['probabilities'][n]:.6f}" for n in names],
+                        "",
+                    ]
+                )
+            for volume in volume_rows:
+                for bscan in volume["bscans"]:
+                    writer.writerow(
+                        [
+                            bscan["source"],
+                            bscan["class"],
+                            bscan["referral"],
+                            *[f"{bscan['probabilities'][n]:.6f}" for n in names],
+                            "",
+                        ]
+                    )
+            for failure in failures:
+                writer.writerow([failure["source"], "", "", *[""] * len(names), failure["error"]])
+            atomic_write_text(out, buffer.getvalue())
+        print(f"written to {out}")
+    print(f"{len(rows)} scan(s) and {len(volume_rows)} volume(s) predicted, {len(failures)} failed")
+    return 1 if failures else 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from octattn.explain.run import explain_images
+    from octattn.inference.inputs import expand_inputs
+
+    written, failures = explain_images(args.model, expand_inputs(args.images), args.out)
+    for path in written:
+        print(path)
+    for failure in failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _cmd_explain_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from octattn.explain.run import explain_eval, format_explain_eval
+    from octattn.io import atomic_write_text
+
+    result = explain_eval(args.model, args.phantoms, args.split, args.limit)
+    print(format_explain_eval(result))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=1))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from octattn.inference.onnx_export import export_onnx
+
+    path = export_onnx(args.model, args.out)
+    print(f"ONNX model written to {path} (input 'scan' N x C x H x W, output 'logits'; dynamic batch)")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from octattn.serve.app import create_app
+
+    app = create_app(args.model, max_upload_bytes=args.max_upload_mb * 1024 * 1024)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _add_inference_commands(sub: argparse._SubParsersAction) -> None:
+    predict = sub.add_parser("predict", help="classify scans (files, folders, globs, DICOM/.vol/.e2e volumes)")
+    predict.add_argument("model", help="a model bundle or a run folder")
+    predict.add_argument("paths", nargs="+", help="image files, folders, glob patterns or volume files")
+    predict.add_argument("--out", help="write the predictions to FILE.csv or FILE.json")
+    predict.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
+    predict.add_argument("--tta", action="store_true", help="average with the horizontally flipped scan")
+    predict.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
+    predict.add_argument("--onnx", help="the ONNX file for --backend onnxruntime")
+    predict.set_defaults(handler=_cmd_predict)
+
+    explain = sub.add_parser("explain", help="attention masks and Grad-CAM over scans, as PNG overlays")
+    explain.add_argument("model")
+    explain.add_argument("images", nargs="+")
+    explain.add_argument("--out", required=True, help="output folder")
+    explain.set_defaults(handler=_cmd_explain)
+
+    explain_eval = sub.add_parser("explain-eval", help="score attention and Grad-CAM localisation on phantoms")
+    explain_eval.add_argument("model")
+    explain_eval.add_argument("phantoms", help="a phantom folder from `octattn data synth` (with masks/)")
+    explain_eval.add_argument("--split", default="test")
+    explain_eval.add_argument("--limit", type=int, default=0, help="score at most this many phantoms")
+    explain_eval.add_argument("--json", help="also write the scores as JSON")
+    explain_eval.set_defaults(handler=_cmd_explain_eval)
+
+    export = sub.add_parser("export", help="export a model bundle (ONNX, dynamic batch)")
+    export.add_argument("model")
+    export.add_argument("out", help="output .onnx file")
+    export.add_argument("--format", choices=["onnx"], default="onnx")
+    export.set_defaults(handler=_cmd_export)
+
+    serve = sub.add_parser("serve", help="HTTP service with a page (FastAPI + uvicorn)")
+    serve.add_argument("model")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-upload-mb", type=int, default=20, help="largest upload in MiB (default 20)")
+    serve.set_defaults(handler=_cmd_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (sub-commands register themselves here)."""
     from octattn import __version__
@@ -277,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_train_command(sub)
     _add_evaluation_commands(sub)
+    _add_inference_commands(sub)
     return parser
 
 

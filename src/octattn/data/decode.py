@@ -9,8 +9,10 @@ protects the loader and the service from a tiny file that expands to gigapixels.
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -35,7 +37,7 @@ def _to_gray8(image: Image.Image) -> np.ndarray:
 
 
 def load_scan(path: str | Path, target_size: tuple[int, int] | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode a scan into a ``(H, W)`` uint8 array.
+    """Decode a scan file into a ``(H, W)`` uint8 array.
 
     Args:
         path: the image file.
@@ -55,11 +57,24 @@ def load_scan(path: str | Path, target_size: tuple[int, int] | None = None, max_
         raise BadImageError(path, f"cannot read ({exc.strerror or exc})") from exc
     if size == 0:
         raise BadImageError(path, "empty file (0 bytes)")
+    return _decode(path, str(path), target_size, max_pixels)
+
+
+def decode_bytes(
+    data: bytes, name: str = "upload", target_size: tuple[int, int] | None = None, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """:func:`load_scan` for bytes in memory (an upload); ``name`` is used in messages."""
+    if not data:
+        raise BadImageError(name, "empty file (0 bytes)")
+    return _decode(io.BytesIO(data), name, target_size, max_pixels)
+
+
+def _decode(source: Path | BinaryIO, name: str, target_size: tuple[int, int] | None, max_pixels: int) -> np.ndarray:
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             width, height = image.size
             if width * height > max_pixels:
-                raise BadImageError(path, f"image too large ({width}x{height} > {max_pixels:,} pixels)")
+                raise BadImageError(name, f"image too large ({width}x{height} > {max_pixels:,} pixels)")
             if target_size is not None and image.format == "JPEG":
                 image.draft("L", target_size)
             with warnings.catch_warnings():
@@ -69,15 +84,15 @@ def load_scan(path: str | Path, target_size: tuple[int, int] | None = None, max_
     except BadImageError:
         raise
     except Image.UnidentifiedImageError:
-        raise BadImageError(path, "not an image (unrecognised content)") from None
+        raise BadImageError(name, "not an image (unrecognised content)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadImageError(path, f"image too large ({exc})") from None
+        raise BadImageError(name, f"image too large ({exc})") from None
     except OSError as exc:
-        raise BadImageError(path, f"truncated or corrupt image data ({exc})") from None
+        raise BadImageError(name, f"truncated or corrupt image data ({exc})") from None
     except (ValueError, SyntaxError) as exc:
-        raise BadImageError(path, f"corrupt image ({exc})") from None
+        raise BadImageError(name, f"corrupt image ({exc})") from None
     if gray.ndim != 2 or min(gray.shape) < 1:
-        raise BadImageError(path, f"unusable image shape {gray.shape}")
+        raise BadImageError(name, f"unusable image shape {gray.shape}")
     return gray
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ class ScanPrediction:
     referral: str
     logits: list[float] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
         return {
             "source": self.source,
@@ -63,12 +64,15 @@ class Predictor:
     def __init__(self, model_path: str | Path, device: str = "cpu", tta: bool = False) -> None:
         model, config = load_bundle(model_path, device)
         self.model: nn.Module = model
+        self._setup(config, torch.device(device), tta)
+
+    def _setup(self, config: BundleConfig, device: torch.device, tta: bool) -> None:
         self.config: BundleConfig = config
-        self.device = torch.device(device)
+        self.device = device
         self.tta = tta
         self.transform = eval_transform(config.preprocess)
-        size = config.preprocess.size
-        self.decode_size = (size[1], size[0])
+        height, width = config.preprocess.size
+        self.decode_size = (width, height)
 
     @property
     def class_names(self) -> list[str]:

@@ -124,7 +124,8 @@ class AttentionModule(nn.Module):
             uniform 1.018. ``"he"`` is the plain He (Kaiming) initialisation the paper uses.
 
     The mask of the last forward pass is kept in :attr:`last_mask` (detached, trunk-sized)
-    so explanations read it without a second pass.
+    so explanations read it without a second pass (in eager mode; not under torch.compile
+    or ONNX export, which must not trace a side effect).
     """
 
     def __init__(
@@ -179,5 +180,6 @@ class AttentionModule(nn.Module):
         x = self.pre(x)
         trunk = self.trunk(x)
         mask = torch.sigmoid(self.mask_head(self.mask_body(x)))
-        self.last_mask = mask.detach()
+        if not torch.compiler.is_compiling():  # a side effect compile and export must not trace
+            self.last_mask = mask.detach()
         return self.post((1 + mask) * trunk)

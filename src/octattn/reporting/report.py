@@ -212,9 +212,8 @@ def _attention_figure(run: RunSummary) -> tuple[bytes | None, str]:
     if not paths:
         return None, f"{run.name} has not been evaluated: no test scans to show."
     images, overlays, captions = attention_overlays(run.path / "model", paths)
-    return plots.image_grid(
-        images, captions, columns=len(overlays[0]) + 1 if overlays else 4, overlays=[o for row in overlays for o in row]
-    ), ""
+    columns = len(overlays[0]) if overlays else 4  # a row: the scan, then one mask per module
+    return plots.image_grid(images, captions, columns=columns, overlays=[o for row in overlays for o in row]), ""
 
 
 def _figures_sections(runs: list[RunSummary]) -> list[Section]:

@@ -1,0 +1,102 @@
+"""``octattn explain`` and ``octattn explain-eval``: saliency maps to files, and their scores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from octattn.classes import CLASS_NAMES
+from octattn.data.decode import load_scan
+from octattn.data.layout import load_samples
+from octattn.data.synth import mask_path_for
+from octattn.errors import BadImageError, OctattnError
+from octattn.explain.attention import mask_maps, normalise_map
+from octattn.explain.gradcam import grad_cam
+from octattn.explain.localisation import LocalisationScore, score_map, summarise
+from octattn.explain.render import overlay, png_bytes, resize_map
+from octattn.inference.predictor import Predictor
+from octattn.io import atomic_write_bytes
+
+DISPLAY_SIZE = (512, 496)  # (width, height): the commonest OCT2017 scan size
+
+
+def saliency_maps(predictor: Predictor, gray: np.ndarray) -> dict[str, np.ndarray]:
+    """Every map of one scan at the scan's size: ``attention_after_<block>`` and ``gradcam``."""
+    maps = {f"attention_{name}": values for name, values in mask_maps(predictor, gray).items()}
+    cam, _ = grad_cam(predictor.model, predictor.prepare(gray).to(predictor.device))
+    maps["gradcam"] = resize_map(cam, gray.shape)  # computed at the model's input size
+    return maps
+
+
+def explain_images(
+    model_path: str | Path, paths: Sequence[str | Path], out_dir: str | Path
+) -> tuple[list[Path], list[BadImageError]]:
+    """Write ``<stem>_<map>.png`` overlays for each image; unreadable images are returned."""
+    predictor = Predictor(model_path)
+    out = Path(out_dir)
+    written: list[Path] = []
+    failures: list[BadImageError] = []
+    for path in paths:
+        try:
+            gray = load_scan(path, DISPLAY_SIZE)
+        except BadImageError as exc:
+            failures.append(exc)
+            continue
+        prediction = predictor.predict_arrays([gray], [str(path)])[0]
+        for name, values in saliency_maps(predictor, gray).items():
+            target = out / f"{Path(path).stem}_{prediction.label}_{name}.png"
+            atomic_write_bytes(target, png_bytes(overlay(gray, normalise_map(values))))
+            written.append(target)
+    return written, failures
+
+
+def explain_eval(
+    model_path: str | Path, phantom_dir: str | Path, split: str = "test", limit: int = 0
+) -> dict[str, Any]:
+    """Localisation scores of every map over the lesion phantoms of ``split``.
+
+    Returns per map: the pointing-game hit rate, the energy inside the lesion and its
+    chance level, over the DRUSEN, DME and CNV phantoms (NORMAL has no lesion).
+    """
+    predictor = Predictor(model_path)
+    samples = [s for s in load_samples(phantom_dir, split) if s.class_name != "NORMAL"]
+    if limit:
+        samples = samples[:limit]
+    scores: dict[str, list[LocalisationScore]] = {}
+    per_class: dict[str, dict[str, list[LocalisationScore]]] = {}
+    for sample in samples:
+        mask_file = mask_path_for(phantom_dir, sample.path)
+        if not mask_file.exists():
+            raise OctattnError(f"{mask_file}: no lesion mask (explain-eval needs phantoms from `octattn data synth`)")
+        gray = load_scan(sample.path)
+        lesion = load_scan(mask_file) > 127
+        for name, values in saliency_maps(predictor, gray).items():
+            score = score_map(values, lesion)
+            scores.setdefault(name, []).append(score)
+            per_class.setdefault(name, {}).setdefault(sample.class_name, []).append(score)
+    return {
+        "split": split,
+        "images": len(samples),
+        "maps": {name: summarise(values) for name, values in scores.items()},
+        "per_class": {
+            name: {c: summarise(v) for c, v in classes.items() if c in CLASS_NAMES}
+            for name, classes in per_class.items()
+        },
+    }
+
+
+def format_explain_eval(result: dict[str, Any]) -> str:
+    """A table of the localisation scores."""
+    lines = [
+        f"{result['images']} lesion phantoms ({result['split']} split)",
+        f"{'map':<28}{'pointing hits':>14}{'energy inside':>15}{'chance':>8}",
+    ]
+    for name, row in result["maps"].items():
+        lines.append(
+            f"{name:<28}{100 * row['pointing_hit_rate']:>13.1f}%{100 * row['energy_inside']:>14.1f}%"
+            f"{100 * row['chance']:>7.1f}%"
+        )
+    return "\n".join(lines)

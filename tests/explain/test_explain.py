@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import torch
+
+import octattn
+from octattn.cli import main
+from octattn.data.synth import write_phantom_tree
+from octattn.explain.gradcam import grad_cam
+from octattn.explain.localisation import score_map, summarise
+from octattn.explain.render import overlay
+from tests.data.helpers import write_scan
+from tests.model_fixtures import bundle, plain_bundle  # noqa: F401
+
+
+@pytest.mark.parametrize("name", ["inception_v4_attention", "inception_v4", "inception_v3"])
+def test_grad_cam_for_every_model(name):
+    torch.manual_seed(0)
+    model = octattn.create_model(name)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 1, 107, 107))  # moderate BatchNorm statistics
+    cam, chosen = grad_cam(model.eval(), torch.randn(1, 107, 107))
+    assert cam.shape == (107, 107) and 0 <= chosen < 4
+    assert cam.min() >= 0 and cam.max() <= 1 + 1e-6
+    assert all(p.grad is None for p in model.parameters())  # no gradient left behind
+
+
+def test_localisation_scores_by_hand():
+    lesion = np.zeros((20, 20), dtype=bool)
+    lesion[5:10, 5:10] = True
+    exact = score_map(lesion.astype(float), lesion)
+    assert exact.hit and exact.energy_inside == pytest.approx(1.0) and exact.lesion_share == pytest.approx(0.0625)
+    far = np.zeros((20, 20))
+    far[19, 19] = 1.0
+    assert not score_map(far, lesion, tolerance=14).hit  # the corner is 14.1 px from (9, 9)
+    assert score_map(far, lesion, tolerance=15).hit
+    uniform = score_map(np.random.default_rng(0).random((20, 20)), lesion, tolerance=0)
+    assert abs(uniform.energy_inside - 0.0625) < 0.03  # a map that knows nothing scores chance
+    summary = summarise([exact, uniform])
+    assert summary["n"] == 2 and summary["chance"] == pytest.approx(0.0625)
+    with pytest.raises(ValueError, match="no lesion"):
+        score_map(far, np.zeros((20, 20), dtype=bool))
+
+
+def test_overlay_shape_and_errors():
+    rgb = overlay(np.zeros((8, 9), dtype=np.uint8), np.ones((8, 9)))
+    assert rgb.shape == (8, 9, 3) and rgb.dtype == np.uint8 and rgb[..., 0].max() > 0
+    with pytest.raises(ValueError):
+        overlay(np.zeros((8, 9), dtype=np.uint8), np.ones((9, 8)))
+
+
+def test_explain_cli_writes_attention_and_gradcam_pngs(bundle, plain_bundle, tmp_path, capsys):  # noqa: F811
+    scan = write_scan(tmp_path / "scan.jpeg", size=(128, 124))
+    assert main(["explain", str(bundle), str(scan), "--out", str(tmp_path / "a")]) == 0
+    names = sorted(p.name.split("_", 2)[2] for p in (tmp_path / "a").iterdir())
+    assert names == ["attention_after_13.png", "attention_after_17.png", "attention_after_9.png", "gradcam.png"]
+    assert main(["explain", str(plain_bundle), str(scan), "--out", str(tmp_path / "p")]) == 0
+    assert [p.name.split("_", 2)[2] for p in (tmp_path / "p").iterdir()] == ["gradcam.png"]
+
+
+def test_explain_eval_scores_every_map_on_lesion_phantoms(bundle, tmp_path, capsys):  # noqa: F811
+    write_phantom_tree(tmp_path / "ph", {"test": 2}, seed=3, size=(128, 124))
+    assert main(["explain-eval", str(bundle), str(tmp_path / "ph"), "--json", str(tmp_path / "e.json")]) == 0
+    out = capsys.readouterr().out
+    assert "6 lesion phantoms" in out
+    import json
+
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert set(result["maps"]) == {"attention_after_9", "attention_after_13", "attention_after_17", "gradcam"}
+    assert all(0 <= m["pointing_hit_rate"] <= 1 and m["n"] == 6 for m in result["maps"].values())
+    assert set(result["per_class"]["gradcam"]) == {"CNV", "DME", "DRUSEN"}

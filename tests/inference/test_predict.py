@@ -1,0 +1,171 @@
+import json
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from octattn.cli import main
+from octattn.errors import BadImageError, OctattnError
+from octattn.inference.bundle import load_bundle, save_bundle
+from octattn.inference.inputs import expand_inputs
+from octattn.inference.onnx_export import OnnxPredictor, export_onnx
+from octattn.inference.predictor import Predictor, ScanPrediction
+from octattn.inference.volumes import predict_volume, read_volume, volume_call
+from tests.data.helpers import write_scan
+from tests.model_fixtures import bundle, plain_bundle  # noqa: F401
+
+
+def test_bundle_round_trip_is_exact(bundle, tmp_path):  # noqa: F811
+    model, config = load_bundle(bundle)
+    again = save_bundle(tmp_path / "copy", model, config)
+    model2, config2 = load_bundle(again)
+    for (k, a), (_, b) in zip(model.state_dict().items(), model2.state_dict().items(), strict=True):
+        assert a.equal(b), k
+    assert config2.to_dict() == config.to_dict()
+
+
+def test_bundle_that_does_not_fit_is_refused(bundle, plain_bundle, tmp_path):  # noqa: F811
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "mixed" / "config.json").write_text((bundle / "config.json").read_text())
+    (tmp_path / "mixed" / "weights.safetensors").write_bytes((plain_bundle / "weights.safetensors").read_bytes())
+    with pytest.raises(OctattnError, match="does not fit inception_v4_attention"):
+        load_bundle(tmp_path / "mixed")
+    with pytest.raises(OctattnError, match="not a model bundle"):
+        load_bundle(tmp_path)
+
+
+def test_inputs_files_folders_globs(tmp_path):
+    a = write_scan(tmp_path / "a" / "one.jpeg")
+    b = write_scan(tmp_path / "a" / "deep" / "two.png", fmt="PNG")
+    (tmp_path / "a" / "notes.txt").write_text("x")
+    assert expand_inputs([tmp_path / "a"]) == [b, a]  # sorted by path: a/deep/... before a/one...
+    assert expand_inputs([str(tmp_path / "a" / "*.jpeg"), a]) == [a]
+    with pytest.raises(OctattnError, match="matches no file"):
+        expand_inputs([str(tmp_path / "*.tif")])
+    with pytest.raises(OctattnError, match="no such file"):
+        expand_inputs([tmp_path / "missing.png"])
+
+
+def test_predict_cli_lists_failures_and_still_predicts(bundle, tmp_path, capsys):  # noqa: F811
+    good = write_scan(tmp_path / "in" / "good.jpeg")
+    (tmp_path / "in" / "bad.jpeg").write_bytes(b"")
+    code = main(["predict", str(bundle), str(tmp_path / "in"), "--out", str(tmp_path / "p.json")])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "bad.jpeg: empty file" in captured.err
+    payload = json.loads((tmp_path / "p.json").read_text())
+    (row,) = payload["predictions"]
+    assert row["source"] == str(good) and row["class"] in row["probabilities"]
+    assert abs(sum(row["probabilities"].values()) - 1) < 1e-6
+    assert row["referral"] in {"urgent", "routine", "observation"}
+    assert main(["predict", str(bundle), str(good), "--out", str(tmp_path / "p.csv")]) == 0
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0].startswith("source,class,referral,p_CNV") and len(lines) == 2
+
+
+def test_temperature_changes_confidence_not_class(bundle):  # noqa: F811
+    predictor = Predictor(bundle)
+    logits = np.array([[2.0, 1.0, 0.0, -1.0]])
+    sharp = predictor.describe("x", logits[0])
+    predictor.config.temperature = 4.0
+    soft = predictor.describe("x", logits[0])
+    assert sharp.label == soft.label == "CNV"
+    assert soft.probabilities["CNV"] < sharp.probabilities["CNV"]
+
+
+def test_onnx_matches_pytorch_on_real_scans(bundle, real_data, tmp_path):  # noqa: F811
+    """Measured: largest probability difference about 1e-7 (limit 1e-4)."""
+    onnx_path = export_onnx(bundle, tmp_path / "m.onnx")
+    paths = sorted((real_data / "test").rglob("*.jpeg"))[:12]
+    torch_result = Predictor(bundle).predict_files(paths, batch_size=5)
+    onnx_result = OnnxPredictor(bundle, onnx_path).predict_files(paths, batch_size=7)  # dynamic batch
+    difference = max(
+        abs(a.probabilities[k] - b.probabilities[k])
+        for a, b in zip(torch_result.predictions, onnx_result.predictions, strict=True)
+        for k in a.probabilities
+    )
+    assert difference <= 1e-4
+    assert [p.label for p in torch_result.predictions] == [p.label for p in onnx_result.predictions]
+
+
+def _dicom(path, frames: np.ndarray) -> None:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.5.4"  # Ophthalmic Tomography Image
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "OPT"
+    ds.Rows, ds.Columns = frames.shape[1:]
+    ds.NumberOfFrames = frames.shape[0]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16 if frames.dtype == np.uint16 else 8
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 0
+    ds.PixelData = frames.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_multiframe_dicom_volume(bundle, tmp_path, dtype):  # noqa: F811
+    frames = np.random.default_rng(0).integers(0, 200, (5, 96, 128)).astype(dtype)
+    path = tmp_path / "volume.dcm"
+    _dicom(path, frames)
+    read = read_volume(path)
+    assert read.shape == (5, 96, 128) and read.dtype == np.uint8
+    result = predict_volume(Predictor(bundle), path, batch_size=2)
+    assert len(result.bscans) == 5 and result.bscans[4].source.endswith("#4")
+    assert result.label in {"CNV", "DME", "DRUSEN", "NORMAL"}
+    assert pydicom.dcmread(path).Modality == "OPT"
+
+
+def test_volume_cli(bundle, tmp_path, capsys):  # noqa: F811
+    _dicom(tmp_path / "v.dcm", np.zeros((3, 80, 80), dtype=np.uint8))
+    assert main(["predict", str(bundle), str(tmp_path / "v.dcm"), "--out", str(tmp_path / "v.json")]) == 0
+    volume = json.loads((tmp_path / "v.json").read_text())["volumes"][0]
+    assert len(volume["bscans"]) == 3 and "rule" in volume
+
+
+def _p(label: str, p: float) -> ScanPrediction:
+    probs = dict.fromkeys(("CNV", "DME", "DRUSEN", "NORMAL"), (1 - p) / 3)
+    probs[label] = p
+    return ScanPrediction("x", label, probs, "")
+
+
+@pytest.mark.parametrize(
+    ("bscans", "expected"),
+    [
+        ([("NORMAL", 0.9)] * 40 + [("CNV", 0.8)] * 2, ("CNV", [40, 41])),
+        ([("NORMAL", 0.9)] * 10 + [("CNV", 0.4)], ("NORMAL", list(range(10)))),
+        ([("DRUSEN", 0.7), ("NORMAL", 0.9), ("DME", 0.6)], ("DME", [2])),
+        ([("DME", 0.9), ("CNV", 0.9), ("CNV", 0.7)], ("CNV", [1, 2])),
+        ([("DRUSEN", 0.9), ("NORMAL", 0.9)], ("DRUSEN", [0])),
+    ],
+)
+def test_volume_call_rule(bscans, expected):
+    assert volume_call([_p(label, p) for label, p in bscans]) == expected
+
+
+def test_vendor_volume_files(tmp_path, monkeypatch):
+    import eyepy
+
+    bad = tmp_path / "scan.e2e"
+    bad.write_bytes(b"not a heidelberg file" * 10)
+    with pytest.raises(BadImageError, match=r"scan\.e2e: cannot read as a Heidelberg \.e2e volume"):
+        read_volume(bad)
+    (tmp_path / "scan.vol").write_bytes(b"\x00" * 100)
+    with pytest.raises(BadImageError, match=r"cannot read as a Heidelberg \.vol volume"):
+        read_volume(tmp_path / "scan.vol")
+
+    class FakeVolume:
+        data = np.linspace(0, 1, 2 * 8 * 9, dtype=np.float32).reshape(2, 8, 9)
+
+    monkeypatch.setattr(eyepy, "import_heyex_vol", lambda path: FakeVolume())
+    frames = read_volume(tmp_path / "scan.vol")
+    assert frames.shape == (2, 8, 9) and frames.dtype == np.uint8 and frames.max() == 255
+    with pytest.raises(BadImageError, match="not a volume format"):
+        read_volume(write_scan(tmp_path / "x.jpeg"))

@@ -1,0 +1,35 @@
+"""A small trained-shape bundle shared by inference, explain and serve tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import octattn
+from octattn.data.transforms import Preprocess
+from octattn.inference.bundle import BundleConfig, architecture_of, save_bundle
+
+
+def make_bundle(folder: Path, name: str = "inception_v4_attention", size: int = 75, seed: int = 0) -> Path:
+    """A randomly initialised model saved as a bundle (attention masks made non-uniform)."""
+    torch.manual_seed(seed)
+    kwargs = {"attention_init": "he"} if name == "inception_v4_attention" else {}
+    model = octattn.create_model(name, **kwargs)
+    model.train()
+    with torch.no_grad():  # settle BatchNorm statistics so eval-mode outputs are moderate
+        for _ in range(3):
+            model(torch.randn(8, 1, size, size))
+    config = BundleConfig(architecture=architecture_of(name, model), preprocess=Preprocess(size=(size, size)))
+    return save_bundle(folder, model.eval(), config)
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory) -> Path:
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "model")
+
+
+@pytest.fixture(scope="session")
+def plain_bundle(tmp_path_factory) -> Path:
+    return make_bundle(tmp_path_factory.mktemp("plain") / "model", name="inception_v4")
