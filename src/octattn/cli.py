@@ -183,31 +183,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    import numpy as np
+    from octattn.evaluation.compare import compare_models
 
-    from octattn.data.layout import load_samples
-    from octattn.evaluation.evaluate import predict_samples
-    from octattn.evaluation.uncertainty import mcnemar_exact, paired_bootstrap_difference
-    from octattn.inference.predictor import Predictor
+    for line in compare_models(args.a, args.b, args.data, args.split, args.batch, args.seed):
+        print(line)
+    return 0
 
-    samples = load_samples(args.data, args.split)
-    outputs = []
-    for model in (args.a, args.b):
-        predictor = Predictor(model)
-        samples, logits, _ = predict_samples(predictor, samples, args.batch)  # raises on a bad file
-        outputs.append(predictor.probabilities(logits))
-    labels = np.array([s.label for s in samples])
-    correct_a, correct_b = outputs[0].argmax(1) == labels, outputs[1].argmax(1) == labels
-    test = mcnemar_exact(correct_a, correct_b)
-    print(f"{len(samples)} test images, {len({s.group for s in samples})} patients; A = {args.a}, B = {args.b}")
-    print(f"accuracy: A {100 * correct_a.mean():.1f}%, B {100 * correct_b.mean():.1f}%")
-    print(
-        f"McNemar exact test: A right where B is wrong on {test['a_only']} image(s), B right where A is wrong "
-        f"on {test['b_only']}; p = {test['p_value']:.3g}"
-    )
-    groups = [s.group for s in samples]
-    for difference in paired_bootstrap_difference(labels, outputs[0], outputs[1], groups, seed=args.seed):
-        print(difference.sentence("A", "B"))
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from octattn.reproduce import PAPER_PRESETS, reproduce
+
+    presets = args.only.split(",") if args.only else list(PAPER_PRESETS)
+    reproduce(args.data, args.out, presets, args.overrides, args.weights_v4, args.weights_v3)
     return 0
 
 
@@ -245,6 +232,15 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     compare.add_argument("--batch", type=int, default=32)
     compare.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     compare.set_defaults(handler=_cmd_compare)
+
+    reproduce = sub.add_parser("reproduce", help="train and evaluate every experiment of the paper, then report")
+    reproduce.add_argument("--data", required=True, help="the OCT2017 folder (train/ and test/)")
+    reproduce.add_argument("--out", default="runs/paper", help="output folder (default runs/paper)")
+    reproduce.add_argument("--only", help="comma-separated presets (default: all six)")
+    reproduce.add_argument("--weights-v4", help="local Inception-v4 ImageNet weights (.safetensors)")
+    reproduce.add_argument("--weights-v3", help="local Inception-v3 ImageNet weights (.safetensors)")
+    reproduce.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every preset")
+    reproduce.set_defaults(handler=_cmd_reproduce)
 
     report = sub.add_parser("report", help="HTML + Markdown report of one or more runs")
     report.add_argument("runs", nargs="+", help="run folders")

@@ -69,3 +69,30 @@ def test_explain_eval_scores_every_map_on_lesion_phantoms(bundle, tmp_path, caps
     assert set(result["maps"]) == {"attention_after_9", "attention_after_13", "attention_after_17", "gradcam"}
     assert all(0 <= m["pointing_hit_rate"] <= 1 and m["n"] == 6 for m in result["maps"].values())
     assert set(result["per_class"]["gradcam"]) == {"CNV", "DME", "DRUSEN"}
+
+
+class _PoolingModel(torch.nn.Module):
+    """features[18] sees the image itself; logits = w * mean(image): Grad-CAM = relu(w * image)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(*[torch.nn.Identity() for _ in range(19)])
+        self.head = torch.nn.Linear(1, 4)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.tensor([[1.0], [-1.0], [0.5], [0.0]]))
+            self.head.bias.zero_()
+
+    def forward(self, x):
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+def test_grad_cam_peaks_on_the_evidence_in_the_right_place():
+    image = torch.zeros(1, 30, 40)
+    image[0, 20:24, 5:9] = 1.0  # a bright blob low on the left
+    cam, chosen = grad_cam(_PoolingModel(), image)
+    assert chosen == 0
+    row, col = np.unravel_index(int(np.argmax(cam)), cam.shape)
+    assert 20 <= row < 24 and 5 <= col < 9
+    assert cam[0, 39] == 0.0
+    negative, _ = grad_cam(_PoolingModel(), image, class_index=1)  # evidence against class 1
+    assert negative.max() == 0.0

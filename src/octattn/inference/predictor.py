@@ -63,7 +63,8 @@ class Predictor:
 
     def __init__(self, model_path: str | Path, device: str = "cpu", tta: bool = False) -> None:
         model, config = load_bundle(model_path, device)
-        self.model: nn.Module = model
+        # channels_last: about twice the CPU throughput of the default layout for Inception.
+        self.model: nn.Module = model.to(memory_format=torch.channels_last)
         self._setup(config, torch.device(device), tta)
 
     def _setup(self, config: BundleConfig, device: torch.device, tta: bool) -> None:
@@ -86,7 +87,7 @@ class Predictor:
     @torch.no_grad()
     def logits(self, batch: torch.Tensor) -> np.ndarray:
         """Raw logits ``(N, K)`` for a prepared batch ``(N, C, H, W)``."""
-        batch = batch.to(self.device)
+        batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
         out = self.model(batch).float()
         if self.tta:
             # Average in probability space, then map back to logits for one interface.

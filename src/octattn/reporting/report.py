@@ -16,6 +16,7 @@ import base64
 import csv
 import html
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,7 +277,7 @@ th:first-child,td:first-child{text-align:left}img{max-width:100%;margin:0.4em 0.
 """
 
 
-def write_report(run_paths: list[str | Path], out_dir: str | Path, title: str = "octattn report") -> Path:
+def write_report(run_paths: Sequence[str | Path], out_dir: str | Path, title: str = "octattn report") -> Path:
     """Build the report of ``run_paths`` in ``out_dir``; returns the HTML page's path."""
     runs = [read_run(p) for p in run_paths]
     if not runs:

@@ -1,0 +1,56 @@
+"""GPU training throughput: bf16 autocast, channels_last, torch.compile off and on.
+
+Run on a CUDA machine: ``python -m benchmarks.gpu`` (``benchmarks/gpu.sh`` runs this and
+an end-to-end torchrun training). Attention model and plain Inception-v4 at 299 px,
+batch 256, policy "all" (full fine-tuning, the heaviest) and "paper"; peak GPU memory.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from benchmarks.common import write_results
+from benchmarks.models import training_rate
+
+BATCH = 256
+SIZE = 299
+PAPER_EPOCH_IMAGES = 108_309 + 2 * (11_348 + 8_616)  # OCT2017 train, DME and DRUSEN tripled
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        print("no CUDA device: run this on a GPU machine")
+        return 1
+    torch.backends.cudnn.benchmark = True
+    rows, results = [], {}
+    for name in ("inception_v4_attention", "inception_v4"):
+        for policy in ("paper", "all"):
+            for compiled in (False, True):
+                torch.cuda.reset_peak_memory_stats()
+                rate = training_rate(name, SIZE, BATCH, policy=policy, repeats=10, compile=compiled)
+                peak = torch.cuda.max_memory_allocated() / 2**30
+                key = f"{name}/{policy}/{'compile' if compiled else 'eager'}"
+                results[key] = {"images_per_s": rate, "peak_gib": peak}
+                minutes = 20 * PAPER_EPOCH_IMAGES / rate / 60
+                rows.append(
+                    f"| {name} | {policy} | {'on' if compiled else 'off'} | {rate:,.0f} | {peak:.1f} | {minutes:.0f} |"
+                )
+                print(rows[-1], flush=True)
+    table = "\n".join(
+        [
+            f"| model | policy | torch.compile | train img/s (bf16, batch {BATCH}, {SIZE} px) | peak GiB "
+            "| 20 paper epochs, min |",
+            "| --- | --- | --- | ---: | ---: | ---: |",
+            *rows,
+        ]
+    )
+    write_results(
+        "gpu", {"batch": BATCH, "size": SIZE, "results": results, "device": torch.cuda.get_device_name(0)}, table
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

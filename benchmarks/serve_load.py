@@ -1,0 +1,131 @@
+"""Load on ``octattn serve``: 200 requests from 8 concurrent clients to 127.0.0.1.
+
+Run: ``.venv/bin/python -m benchmarks.serve_load [--model BUNDLE] [--size 299]``. Without
+``--model`` a randomly initialised attention model at ``--size`` is served (latency does
+not depend on the weights). Uploads are real scans from oct2017-mini. Reports errors,
+p50 / p99 latency, throughput and the server's peak resident memory (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from benchmarks.common import REAL_DATA, write_results
+
+REQUESTS = 200
+CLIENTS = 8
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _random_bundle(folder: Path, size: int) -> Path:
+    from octattn.data.transforms import Preprocess
+    from octattn.inference.bundle import BundleConfig, architecture_of, save_bundle
+    from octattn.models import create_model
+
+    model = create_model("inception_v4_attention")
+    return save_bundle(
+        folder,
+        model.eval(),
+        BundleConfig(architecture_of("inception_v4_attention", model), Preprocess(size=(size, size))),
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", help="a bundle to serve (default: random weights)")
+    parser.add_argument("--size", type=int, default=299)
+    args = parser.parse_args()
+    if not REAL_DATA.is_dir():
+        print(f"skipped: {REAL_DATA} not found")
+        return 0
+    scans = [p.read_bytes() for p in sorted((REAL_DATA / "test").rglob("*.jpeg"))]
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model or str(_random_bundle(Path(tmp) / "model", args.size))
+        port = _free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "octattn", "serve", model, "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            idle_rss = _peak_rss_mib(server.pid)
+
+            def call(i: int) -> tuple[int, float]:
+                start = time.perf_counter()
+                with httpx.Client(timeout=120) as client:
+                    files = {"file": ("scan.jpeg", scans[i % len(scans)], "image/jpeg")}
+                    status = client.post(f"{url}/v1/predict", files=files).status_code
+                return status, time.perf_counter() - start
+
+            start = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
+                results = list(pool.map(call, range(REQUESTS)))
+            wall = time.perf_counter() - start
+            peak_rss = _peak_rss_mib(server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    latencies = np.array([t for _, t in results]) * 1000
+    errors = sum(status != 200 for status, _ in results)
+    p50, p99 = float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99))
+    table = "\n".join(
+        [
+            f"| service load ({REQUESTS} requests, {CLIENTS} clients, attention model, {args.size} px, CPU) | value |",
+            "| --- | ---: |",
+            f"| errors | {errors} |",
+            f"| p50 latency | {p50:.0f} ms |",
+            f"| p99 latency | {p99:.0f} ms |",
+            f"| throughput | {REQUESTS / wall:.1f} requests/s |",
+            f"| server resident memory: idle / peak under load | {idle_rss:.0f} / {peak_rss:.0f} MiB |",
+        ]
+    )
+    write_results(
+        "serve_load",
+        {
+            "requests": REQUESTS,
+            "clients": CLIENTS,
+            "size": args.size,
+            "errors": errors,
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "requests_per_s": REQUESTS / wall,
+            "idle_rss_mib": idle_rss,
+            "peak_rss_mib": peak_rss,
+        },
+        table,
+    )
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
