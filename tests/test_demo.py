@@ -34,3 +34,16 @@ def test_demo_never_reuses_a_folder(demo_dir):
     with pytest.raises(OctattnError, match="not empty"):
         run_demo(demo_dir, overrides=TINY)
     assert main(["demo", "--out", str(demo_dir)]) == 2
+
+
+def test_bench_runs_a_benchmark_from_the_source_tree(capsys):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "octattn", "bench", "models", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and "--quick" in result.stdout
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "nonexistent"])
+    assert exit_info.value.code == 2

@@ -422,6 +422,24 @@ def _add_inference_commands(sub: argparse._SubParsersAction) -> None:
     serve.set_defaults(handler=_cmd_serve)
 
 
+BENCHMARKS = ("loader", "models", "inference", "memory", "serve_load", "gpu")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    if not (repo / "benchmarks" / f"{args.name}.py").is_file():
+        print(
+            f"octattn: error: benchmarks run from a clone of the repository ({repo / 'benchmarks'} not found)",
+            file=sys.stderr,
+        )
+        return 2
+    command = [sys.executable, "-m", f"benchmarks.{args.name}", *args.options]
+    return subprocess.run(command, cwd=repo, check=False).returncode
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (sub-commands register themselves here)."""
     from octattn import __version__
@@ -441,6 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_command(sub)
     _add_evaluation_commands(sub)
     _add_inference_commands(sub)
+    bench = sub.add_parser("bench", help="run a benchmark of benchmarks/ (results in benchmarks/results/)")
+    bench.add_argument("name", choices=BENCHMARKS)
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark (e.g. --quick)")
+    bench.set_defaults(handler=_cmd_bench)
     return parser
 
 

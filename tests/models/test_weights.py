@@ -68,6 +68,18 @@ def test_pickles_and_garbage_are_refused(tmp_path):
         octattn.create_model("inception_v4", weights=tmp_path / "missing.safetensors")
 
 
+@pytest.mark.parametrize("name", ["inception_v4_attention", "inception_v4", "inception_v3"])
+def test_preprocessing_comes_from_timms_pretrained_config(name):
+    from timm.models import get_pretrained_cfg
+
+    from octattn.models.weights import PRETRAINED_SOURCES, preprocess_for
+
+    cfg = get_pretrained_cfg(PRETRAINED_SOURCES[name].hub_repo.removeprefix("timm/"))
+    pre = preprocess_for(name, 107, in_chans=1)
+    assert pre.size == (107, 107) and pre.interpolation == cfg.interpolation
+    assert pre.mean == pytest.approx(sum(cfg.mean) / 3) and pre.std == pytest.approx(sum(cfg.std) / 3)
+
+
 def test_offline_pretrained_says_what_to_download(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from timm.models import adapt_input_conv
 from torch import nn
 
+from octattn.data.transforms import Preprocess
 from octattn.errors import WeightsError
 
 
@@ -40,6 +41,28 @@ PRETRAINED_SOURCES: dict[str, PretrainedSource] = {
     "inception_v4_attention": PretrainedSource("timm/inception_v4.tf_in1k", "features.0.conv", "last_linear"),
     "inception_v3": PretrainedSource("timm/inception_v3.tv_in1k", "Conv2d_1a_3x3.conv", "fc"),
 }
+
+
+def preprocess_for(model_name: str, size: int, in_chans: int = 1) -> Preprocess:
+    """The input spec a model's pretrained weights expect, read from timm's pretrained config.
+
+    Mean and standard deviation are averaged over the RGB channels: a gray scan fed to the
+    folded one-channel filter is the RGB image with three equal channels.
+    """
+    from timm.models import get_pretrained_cfg
+
+    tag = PRETRAINED_SOURCES[model_name].hub_repo.removeprefix("timm/")
+    cfg = get_pretrained_cfg(tag)
+    if cfg is None:
+        return Preprocess(size=(size, size), in_chans=in_chans)
+    return Preprocess(
+        size=(size, size),
+        in_chans=in_chans,
+        mean=float(sum(cfg.mean) / len(cfg.mean)),
+        std=float(sum(cfg.std) / len(cfg.std)),
+        interpolation=cfg.interpolation if cfg.interpolation in ("bilinear", "bicubic") else "bilinear",
+    )
+
 
 NEW_LAYER_PREFIXES = ("attention.",)
 """Parameters that no ImageNet checkpoint holds: they start from their own init."""

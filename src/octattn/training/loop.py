@@ -43,13 +43,14 @@ from octattn.data.cache import CacheReader
 from octattn.data.dataset import FileReader, Reader, ScanDataset, SkipReport, validate_samples
 from octattn.data.layout import Sample, describe_counts, load_samples
 from octattn.data.splits import patient_split, save_split
-from octattn.data.transforms import Preprocess, eval_transform, train_transform
+from octattn.data.transforms import eval_transform, train_transform
 from octattn.errors import ConfigError, OctattnError
 from octattn.evaluation.calibration import fit_temperature
 from octattn.evaluation.metrics import headline_metrics
 from octattn.inference.bundle import BundleConfig, architecture_of, save_bundle
 from octattn.io import atomic_write_text
 from octattn.models import create_model, param_groups
+from octattn.models.weights import preprocess_for
 from octattn.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from octattn.training.config import TrainConfig, save_config
 from octattn.training.distributed import (
@@ -356,7 +357,7 @@ def build_run_data(config: TrainConfig, run_dir: Path, info: DistInfo) -> RunDat
         train_items = list(train)
         if config.balance == "sampler":
             weights = torch.as_tensor(list(class_weighted_sampler(train_items).weights), dtype=torch.double)
-    pre = Preprocess(size=(config.image_size, config.image_size), in_chans=config.in_chans)
+    pre = preprocess_for(config.model, config.image_size, config.in_chans)
     evaluate_one = eval_transform(pre)
 
     def eval_item(gray: np.ndarray, augment: str) -> torch.Tensor:
@@ -565,7 +566,7 @@ def _train(
                 )
                 bundle = BundleConfig(
                     architecture=architecture_of(config.model, model),
-                    preprocess=Preprocess(size=(config.image_size, config.image_size), in_chans=config.in_chans),
+                    preprocess=preprocess_for(config.model, config.image_size, config.in_chans),
                     temperature=temperature,
                     provenance=provenance(config, epoch + 1),
                 )
