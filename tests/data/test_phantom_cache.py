@@ -89,6 +89,15 @@ def test_bad_files_error_or_skip(tmp_path):
     assert CacheReader(tmp_path / "c2").count == 2
 
 
+def test_cache_finds_a_file_by_relative_or_absolute_path(tmp_path, monkeypatch):
+    make_tree(tmp_path / "d", {"train": {"CNV": ["CNV-1-1.jpeg"]}})
+    monkeypatch.chdir(tmp_path)
+    relative = scan_split("d", "train")
+    build_cache(relative, tmp_path / "c", size=16, progress=False)
+    absolute = scan_split(tmp_path / "d", "train")
+    assert CacheReader(tmp_path / "c")(absolute[0]).shape == (16, 16)
+
+
 def test_cache_of_real_scans(real_data, tmp_path):
     samples = scan_split(real_data, "test")[:6]
     build_cache(samples, tmp_path / "c", size=75, progress=False)

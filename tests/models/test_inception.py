@@ -88,3 +88,15 @@ def test_identity_init_stays_close_to_the_plain_backbone():
         differences[init] = float((a - b).norm() / b.norm())
     assert differences["identity"] < 0.08
     assert differences["he"] > 1.0
+
+
+def test_models_command_lists_size_and_flops(capsys):
+    from octattn.cli import main
+
+    assert main(["models", "--size", "75"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    assert set(rows) == {"inception_v4_attention", "inception_v4", "inception_v3"}
+    assert rows["inception_v4"][-1] == "1.00"
+    assert float(rows["inception_v4_attention"][-1]) > 1.2  # attention costs FLOPs
+    assert rows["inception_v4_attention"][1] == "60.48M" and rows["inception_v4"][1] == "41.15M"

@@ -33,6 +33,11 @@ from octattn.io import atomic_write_text
 CACHE_VERSION = 1
 
 
+def _key(path: Path) -> str:
+    """Cache rows are keyed by absolute path: a relative and an absolute spelling of one file agree."""
+    return str(Path(path).resolve())
+
+
 def build_cache(
     samples: Sequence[Sample], out_dir: str | Path, size: int, skip_bad: bool = False, progress: bool = True
 ) -> SkipReport:
@@ -69,7 +74,7 @@ def build_cache(
         writer = csv.writer(handle)
         writer.writerow(["row", "path", "label", "patient", "split"])
         for row, sample in enumerate(rows):
-            writer.writerow([row, str(sample.path), sample.class_name, sample.patient or "", sample.split])
+            writer.writerow([row, _key(sample.path), sample.class_name, sample.patient or "", sample.split])
     meta = {"version": CACHE_VERSION, "size": size, "count": len(rows), "skipped": report.skipped}
     atomic_write_text(out / "meta.json", json.dumps(meta, indent=1))
     return report
@@ -103,7 +108,7 @@ class CacheReader:
             self._images = np.memmap(
                 self.dir / "images.u8", dtype=np.uint8, mode="r", shape=(self.count, self.size, self.size)
             )
-        row = self.rows.get(str(sample.path))
+        row = self.rows.get(_key(sample.path))
         if row is None:
             raise BadImageError(sample.path, f"not in the cache at {self.dir}")
         return np.array(self._images[row])  # a writable copy: torch refuses read-only memory

@@ -104,13 +104,21 @@ def unpack(archive: str | Path, out_dir: str | Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tar:
-            tar.extractall(out, filter="data")  # refuses absolute paths, '..' and devices
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(out, filter="data")  # refuses absolute paths, '..', links out, devices
+            else:  # Python before 3.10.12 / 3.11.4: check the members ourselves
+                root = out.resolve()
+                for member in tar.getmembers():
+                    unsafe = member.issym() or member.islnk() or member.isdev()
+                    if unsafe or not (out / member.name).resolve().is_relative_to(root):
+                        raise DataError(f"{archive}: member {member.name!r} is unsafe to unpack")
+                tar.extractall(out)
     elif zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             root = out.resolve()
-            for member in zf.namelist():
-                if not (out / member).resolve().is_relative_to(root):
-                    raise DataError(f"{archive}: member {member!r} would be written outside {out}")
+            for name in zf.namelist():
+                if not (out / name).resolve().is_relative_to(root):
+                    raise DataError(f"{archive}: member {name!r} would be written outside {out}")
             zf.extractall(out)
     else:
         raise DataError(f"{archive}: not a tar or zip archive")
