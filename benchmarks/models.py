@@ -107,6 +107,42 @@ def attention_share(size: int, batch: int) -> float:
     return module_time / whole
 
 
+OP_GROUPS = {
+    "convolution forward": ("aten::mkldnn_convolution", "aten::cudnn_convolution", "aten::_convolution"),
+    "convolution backward": ("aten::convolution_backward",),
+    "batch norm (fwd + bwd)": (
+        "aten::native_batch_norm",
+        "aten::native_batch_norm_backward",
+        "aten::cudnn_batch_norm",
+        "aten::cudnn_batch_norm_backward",
+    ),
+    "mask ops: max-pool, bilinear up-sampling, sigmoid, (1+M)*T (fwd + bwd)": (
+        "aten::max_pool2d_with_indices",
+        "aten::max_pool2d_with_indices_backward",
+        "aten::upsample_bilinear2d",
+        "aten::upsample_bilinear2d_backward",
+        "aten::sigmoid",
+        "aten::sigmoid_backward",
+        "aten::mul",
+        "aten::add",
+    ),
+}
+
+
+def op_profile(name: str, size: int, batch: int) -> dict[str, float]:
+    """Self time (ms) per operator group in one training step, from torch.profiler."""
+    model = create_model(name).to(_device()).to(memory_format=torch.channels_last)
+    set_model_mode(model, "train")
+    x, y = _batch(batch, size)
+    nn.functional.cross_entropy(model(x), y).backward()  # warm-up
+    with torch.profiler.profile() as profile:
+        nn.functional.cross_entropy(model(x), y).backward()
+    averages = {e.key: e.self_cpu_time_total / 1000 for e in profile.key_averages()}
+    groups = {group: sum(averages.get(op, 0.0) for op in ops) for group, ops in OP_GROUPS.items()}
+    groups["total"] = sum(averages.values())
+    return groups
+
+
 def backward_kernels(policy: str, size: int = 107, batch: int = 4) -> dict[str, int]:
     """Convolution backward kernels in one step (profiler), and parameters given a gradient."""
     model = create_model("inception_v4_attention").to(_device()).to(memory_format=torch.channels_last)
@@ -157,6 +193,12 @@ def main() -> int:
     paper_rate = training_rate("inception_v4_attention", policy_size, 16, "paper")
     all_rate = training_rate("inception_v4_attention", policy_size, 16, "all")
     kernels = {policy: backward_kernels(policy) for policy in ("paper", "all")}
+    ops = {name: op_profile(name, demo_size, demo_batch) for name in ("inception_v4_attention", "inception_v4")}
+    op_rows = [
+        f"| {group} | {ops['inception_v4_attention'][group]:,.0f} | {ops['inception_v4'][group]:,.0f} "
+        f"| {ops['inception_v4_attention'][group] - ops['inception_v4'][group]:+,.0f} |"
+        for group in [*OP_GROUPS, "total"]
+    ]
     modules = len(attention_modules(create_model("inception_v4_attention")))
     table = "\n".join(
         [
@@ -166,6 +208,13 @@ def main() -> int:
             "",
             f"Attention modules ({modules}) take {100 * share:.0f}% of an attention-model training step at "
             f"{demo_size} px (forward + backward of each module, timed apart).",
+            "",
+            f"Where the extra time goes (torch.profiler, self time in ms of one training step, {demo_size} px, "
+            f"batch {demo_batch}):",
+            "",
+            "| operators | attention model | inception_v4 | extra |",
+            "| --- | ---: | ---: | ---: |",
+            *op_rows,
             "",
             "| policy (attention model, 107 px, batch 16) | train img/s | conv backward kernels / step "
             "| params with grad / trainable |",
@@ -185,6 +234,7 @@ def main() -> int:
             "rates": rates,
             "attention_share_of_step": share,
             "policy": {"paper": paper_rate, "all": all_rate, "kernels": kernels},
+            "op_profile_ms": ops,
         },
         table,
     )
