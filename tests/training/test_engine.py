@@ -75,3 +75,15 @@ def test_training_loader_never_yields_a_lone_image():
     assert sizes == [4, 4]
     small = EpochShardSampler(3, DistInfo(), seed=0)
     assert [len(b[0]) for b in _loader(dataset, small, 4, config, 0, DistInfo())] == [3]
+
+
+def test_batchnorm_recalibration_sample_mixes_classes(tmp_path):
+    """Files are sorted by class: an unshuffled prefix was all CNV and ruined the statistics."""
+    from octattn.data.synth import write_phantom_tree
+    from octattn.training.loop import build_run_data
+
+    write_phantom_tree(tmp_path / "d", {"train": 6}, seed=0, size=(64, 62))
+    config = TrainConfig(data=str(tmp_path / "d"), image_size=75, val_fraction=0.25, num_workers=0)
+    data = build_run_data(config, tmp_path / "run", DistInfo())
+    assert len({s.label for s in data.recal_dataset.samples[:8]}) >= 3
+    assert sorted(s.path for s in data.recal_dataset.samples) == sorted(s.path for s in data.train)
