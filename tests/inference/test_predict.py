@@ -88,6 +88,12 @@ def test_onnx_matches_pytorch_on_real_scans(bundle, real_data, tmp_path):  # noq
     )
     assert difference <= 1e-4
     assert [p.label for p in torch_result.predictions] == [p.label for p in onnx_result.predictions]
+    # Flip averaging is one code path for both backends.
+    torch_tta = Predictor(bundle, tta=True).predict_files(paths[:4]).predictions
+    onnx_tta = OnnxPredictor(bundle, onnx_path, tta=True).predict_files(paths[:4]).predictions
+    for a, b in zip(torch_tta, onnx_tta, strict=True):
+        assert max(abs(a.probabilities[k] - b.probabilities[k]) for k in a.probabilities) <= 1e-4
+    assert torch_tta[0].probabilities != torch_result.predictions[0].probabilities  # TTA changed something
 
 
 def _dicom(path, frames: np.ndarray) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from octattn.classes import CLASS_NAMES
-from octattn.data.decode import load_scan
+from octattn.data.decode import image_info, load_scan
 from octattn.data.layout import Sample, find_dataset_root, parse_name, scan_split
 from octattn.errors import BadImageError, DataError
 
@@ -118,8 +118,7 @@ def read_record(sample: Sample) -> FileRecord:
     )
     try:
         gray = load_scan(sample.path)
-        with Image.open(sample.path) as image:
-            record.format, record.mode = image.format, image.mode
+        record.format, record.mode, _ = image_info(sample.path)
         record.size = (gray.shape[1], gray.shape[0])
         record.phash = str(imagehash.phash(Image.fromarray(gray), hash_size=HASH_SIZE))
     except BadImageError as exc:

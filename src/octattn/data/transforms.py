@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torchvision.transforms import InterpolationMode, RandomResizedCrop
 from torchvision.transforms import functional as TF
 
-PreprocessMode = Literal["resize", "crop"]
 PREPROCESS_MODES: tuple[str, ...] = ("resize", "crop")
 
 INCEPTION_MEAN = 0.5

@@ -58,21 +58,7 @@ class OnnxPredictor(Predictor):
             raise OctattnError(f"{onnx_path}: no ONNX file (make one with `octattn export MODEL --format onnx OUT`)")
         self.session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.session.run(["logits"], {"scan": batch.astype(np.float32)})[0])
-
-    def logits(self, batch: torch.Tensor) -> np.ndarray:
-        """Logits from onnxruntime (with the same flip averaging as PyTorch under ``tta``)."""
-        array = batch.numpy()
-        out = self._run(array)
-        if self.tta:
-            flipped = self._run(np.ascontiguousarray(array[..., ::-1]))
-            probs = (_softmax(out) + _softmax(flipped)) / 2
-            out = np.log(np.clip(probs, 1e-12, None))
-        return out
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    def forward(self, batch: torch.Tensor) -> np.ndarray:
+        """One pass in onnxruntime: logits ``(N, K)`` (TTA is handled by the base class)."""
+        inputs = {"scan": np.ascontiguousarray(batch.numpy(), dtype=np.float32)}
+        return np.asarray(self.session.run(["logits"], inputs)[0])

@@ -85,15 +85,19 @@ class Predictor:
         return self.transform(gray)
 
     @torch.no_grad()
-    def logits(self, batch: torch.Tensor) -> np.ndarray:
-        """Raw logits ``(N, K)`` for a prepared batch ``(N, C, H, W)``."""
+    def forward(self, batch: torch.Tensor) -> np.ndarray:
+        """One pass of the network: logits ``(N, K)``. Backends override only this."""
         batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
-        out = self.model(batch).float()
+        return self.model(batch).float().cpu().numpy()
+
+    def logits(self, batch: torch.Tensor) -> np.ndarray:
+        """Logits ``(N, K)`` for a prepared batch ``(N, C, H, W)``, flip-averaged under ``tta``."""
+        out = self.forward(batch)
         if self.tta:
             # Average in probability space, then map back to logits for one interface.
-            probs = (out.softmax(1) + self.model(batch.flip(-1)).float().softmax(1)) / 2
-            out = probs.clamp_min(1e-12).log()
-        return out.cpu().numpy()
+            probs = (softmax(out) + softmax(self.forward(batch.flip(-1)))) / 2
+            out = np.log(np.clip(probs, 1e-12, None))
+        return out
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities: softmax at the bundle's temperature."""

@@ -22,14 +22,13 @@ torchvision's references).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from timm.models.inception_v3 import InceptionV3
 from torch import nn
 
 from octattn.errors import ConfigError
 
-Policy = Literal["paper", "last1", "all"]
 POLICIES: tuple[str, ...] = ("paper", "last1", "all")
 
 _TRAINED_BLOCKS = {
