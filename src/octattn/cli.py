@@ -61,7 +61,7 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
 
     counts = {"train": args.per_class, "val": args.val_per_class, "test": args.test_per_class}
     written = write_phantom_tree(
-        args.out, {k: v for k, v in counts.items() if v > 0}, args.seed, args.size, args.overwrite
+        args.out, {k: v for k, v in counts.items() if v > 0}, args.seed, args.size, args.overwrite, args.difficulty
     )
     print(f"wrote {sum(written.values())} phantoms to {args.out} ({', '.join(f'{k} {v}' for k, v in written.items())})")
     print(f"lesion masks: {args.out}/masks/SPLIT/CLASS/")
@@ -111,6 +111,12 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--test-per-class", type=int, default=25, help="test images per class (default 25)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--size", type=_parse_size, default=(256, 248), help="WIDTHxHEIGHT (default 256x248)")
+    synth.add_argument(
+        "--difficulty",
+        choices=("standard", "hard"),
+        default="standard",
+        help="lesion size and contrast: standard, or hard (smaller, fainter lesions)",
+    )
     synth.add_argument("--overwrite", action="store_true", help="replace phantoms already in OUT")
     synth.set_defaults(handler=_cmd_data_synth)
 

@@ -12,7 +12,7 @@ from octattn.data.cache import CacheReader, build_cache
 from octattn.data.dataset import FileReader, ScanDataset, SkipReport, validate_samples
 from octattn.data.decode import load_scan
 from octattn.data.layout import scan_split
-from octattn.data.phantom import generate_phantom, generate_phantoms
+from octattn.data.phantom import DIFFICULTIES, Difficulty, generate_phantom, generate_phantoms
 from octattn.data.synth import mask_path_for
 from octattn.data.transforms import Preprocess, resize, to_tensor, train_transform
 from octattn.errors import BadImageError, DataError
@@ -45,6 +45,30 @@ def test_lesions_survive_the_demo_resize(label):
         phantom = generate_phantom(label, rng)
         small = np.asarray(Image.fromarray(phantom.mask.astype(np.uint8) * 255).resize((107, 107)))
         assert (small > 127).sum() >= 8
+
+
+@pytest.mark.parametrize("label", range(4))
+def test_hard_phantoms_have_smaller_fainter_lesions_on_the_same_scan(label):
+    standard = generate_phantom(label, np.random.default_rng(label))
+    hard = generate_phantom(label, np.random.default_rng(label), difficulty=DIFFICULTIES["hard"])
+    if CLASS_NAMES[label] == "NORMAL":
+        assert np.array_equal(standard.image, hard.image)  # same draws, no lesion to change
+        return
+    assert 0 < hard.mask.sum() < 0.5 * standard.mask.sum()
+    # Inside the lesion the hard scan differs less from its lesion-free surroundings' level.
+    background = np.median(standard.image[~standard.mask & (standard.image > 20)])
+    assert abs(np.mean(hard.image[hard.mask]) - background) < abs(np.mean(standard.image[standard.mask]) - background)
+
+
+def test_difficulty_is_checked():
+    with pytest.raises(ValueError, match="lesion_scale"):
+        Difficulty(lesion_scale=0)
+
+
+def test_synth_cli_writes_hard_phantoms(tmp_path):
+    out = tmp_path / "hard"
+    assert main(["data", "synth", str(out), "--per-class", "1", "--test-per-class", "0", "--difficulty", "hard"]) == 0
+    assert '"difficulty": "hard"' in (out / "phantoms.json").read_text()
 
 
 def test_synth_cli_writes_a_tree_with_masks(tmp_path):

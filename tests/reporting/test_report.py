@@ -9,7 +9,7 @@ from octattn.cli import main
 from octattn.reporting.report import write_report
 from tests.test_demo import demo_dir  # noqa: F401  (shared session fixture)
 
-EXPECTED_PLOTS = {"loss_curves", "run_roc", "run_confusion", "run_reliability", "run_attention"}
+EXPECTED_PLOTS = {"loss_curves", "run_roc", "run_confusion", "run_reliability", "run_attention", "run_attention_health"}
 
 
 def _images(page: str) -> dict[str, bytes]:
@@ -26,7 +26,14 @@ def test_report_embeds_every_plot_as_png(demo_dir, tmp_path):  # noqa: F811
     for name in EXPECTED_PLOTS:
         assert f"figures/{name}.png" in markdown and (tmp_path / "r" / "figures" / f"{name}.png").exists()
     text = page.read_text()
-    for heading in ("Table I: precision", "Table II: recall", "Table III", "Training loss (Fig. 4)", "Fig. 6"):
+    for heading in (
+        "Table I: precision",
+        "Table II: recall",
+        "Table III",
+        "Training loss (Fig. 4)",
+        "Fig. 6",
+        "Channels moved",
+    ):
         assert heading in text
 
 

@@ -1,5 +1,6 @@
 """Whole training runs at a tiny size: outputs, refusal to overwrite, exact resume, DDP."""
 
+import csv
 import os
 import signal
 import subprocess
@@ -52,6 +53,7 @@ def test_run_writes_everything_and_refuses_to_overwrite(phantoms, tmp_path, caps
     for name in ("config.yaml", "split.json", "checkpoint.pt", "metrics.csv", "steps.csv"):
         assert (run / name).exists(), name
     assert len((run / "metrics.csv").read_text().splitlines()) == 3
+    assert "masks (mean/contrast/moved): after_9 " in out
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 1 and {"model", "optimizer", "scheduler", "scaler", "rng"} <= set(state)
     _, config = load_bundle(run)
@@ -60,6 +62,26 @@ def test_run_writes_everything_and_refuses_to_overwrite(phantoms, tmp_path, caps
     assert main(["train", "--data", str(phantoms), "--out", str(run), *TINY]) == 2
     assert "pass --resume" in capsys.readouterr().err
     assert main(["train", "--data", str(phantoms), "--out", str(run), "--overwrite", "epochs=1", *TINY]) == 0
+
+
+def test_mask_health_is_logged_every_epoch_and_moves(phantoms, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--data", str(phantoms), "--out", str(run), "epochs=2", *TINY, "lr_new=0.01"]
+    assert main(args) == 0
+    with (run / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    modules = ("after_9", "after_13", "after_17")
+    for name in modules:
+        for field in ("mean", "contrast", "channel_contrast", "moved"):
+            assert f"mask_{name}_{field}" in rows[0], (name, field)
+    for row in rows:
+        assert all(0 <= float(row[f"mask_{name}_moved"]) <= 1 for name in modules)
+        assert all(0 < float(row[f"mask_{name}_mean"]) < 1 for name in modules)
+    # Training changes the masks: some module's mean differs between the epochs.
+    assert any(rows[0][f"mask_{n}_mean"] != rows[1][f"mask_{n}_mean"] for n in modules)
+    plain = tmp_path / "plain"
+    assert main(["train", "--data", str(phantoms), "--out", str(plain), "epochs=1", "model=inception_v4", *TINY]) == 0
+    assert "mask_" not in (plain / "metrics.csv").read_text()
 
 
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(phantoms, tmp_path):

@@ -13,7 +13,11 @@ by gamma-distributed speckle, as OCT's coherent noise is multiplicative. Per cla
 
 Lesion sizes are drawn so that they stay visible when the 256x248 scan is shrunk to
 the demo's input size (a 6-pixel druse vanishes at 107 px; ours are 14-30 pixels high).
-Everything is numpy, seeded, and about 2 ms per 256x248 image on one core.
+A :class:`Difficulty` shrinks the lesions and fades them into their surroundings:
+``"hard"`` phantoms have drusen 6-13 pixels high at 248 px (a few pixels at 147 px, as
+real drusen are at 299 px) at 55% of their contrast, so that a comparison of models is
+not decided at the ceiling. Everything is numpy, seeded, and about 2 ms per 256x248
+image on one core.
 """
 
 from __future__ import annotations
@@ -31,6 +35,32 @@ _LAYER_VALUE = np.array([0.85, 0.7, 0.42, 0.52, 0.22, 0.24, 0.48, 0.16, 0.14, 0.
 
 
 @dataclass(frozen=True)
+class Difficulty:
+    """How visible the lesions are.
+
+    Args:
+        lesion_scale: multiplies every lesion's size (drusen, cysts, CNV lesion and
+            fluid, the DME thickening); 1 is the standard phantom.
+        contrast: share of each lesion's intensity difference to what it replaces
+            (1 = full contrast, 0 = a lesion seen only through the geometry it deforms).
+    """
+
+    lesion_scale: float = 1.0
+    contrast: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (0 < self.lesion_scale <= 2 and 0 <= self.contrast <= 1):
+            raise ValueError(f"difficulty needs 0 < lesion_scale <= 2 and 0 <= contrast <= 1, got {self}")
+
+
+DIFFICULTIES: dict[str, Difficulty] = {
+    "standard": Difficulty(),
+    "hard": Difficulty(lesion_scale=0.45, contrast=0.55),
+}
+"""Named settings for ``octattn data synth --difficulty``."""
+
+
+@dataclass(frozen=True)
 class Phantom:
     """One synthetic scan: ``image`` (H, W) uint8 and ``mask`` (H, W) bool lesion pixels."""
 
@@ -44,10 +74,21 @@ def _dome(x: np.ndarray, centre: float, half_width: float, height: float) -> np.
     return height * np.sqrt(t)
 
 
-def generate_phantom(label: int, rng: np.random.Generator, width: int = 256, height: int = 248) -> Phantom:
-    """Draw one phantom of class ``label`` (index into :data:`CLASS_NAMES`)."""
+def generate_phantom(
+    label: int,
+    rng: np.random.Generator,
+    width: int = 256,
+    height: int = 248,
+    difficulty: Difficulty = DIFFICULTIES["standard"],
+) -> Phantom:
+    """Draw one phantom of class ``label`` (index into :data:`CLASS_NAMES`).
+
+    The random draws do not depend on ``difficulty``: the same seed gives the same scans,
+    with smaller and fainter lesions under a harder setting.
+    """
     name = CLASS_NAMES[label]
     sy, sx = height / 248.0, width / 256.0
+    k = difficulty.lesion_scale
     x = np.arange(width, dtype=np.float32)
     y = np.arange(height, dtype=np.float32)[:, None]
     cx = width * rng.uniform(0.4, 0.6)
@@ -65,18 +106,22 @@ def generate_phantom(label: int, rng: np.random.Generator, width: int = 256, hei
     if name == "DRUSEN":
         for _ in range(rng.integers(2, 5)):
             centre = cx + rng.uniform(-0.35, 0.35) * width
-            rpe_lift = np.maximum(rpe_lift, _dome(x, centre, rng.uniform(12, 26) * sx, rng.uniform(14, 30) * sy))
+            rpe_lift = np.maximum(
+                rpe_lift, _dome(x, centre, rng.uniform(12, 26) * sx * k, rng.uniform(14, 30) * sy * k)
+            )
     elif name == "DME":
         thickness = thickness + _dome(
-            x, cx + rng.uniform(-10, 10) * sx, width * rng.uniform(0.2, 0.32), height * rng.uniform(0.1, 0.18)
+            x, cx + rng.uniform(-10, 10) * sx, width * rng.uniform(0.2, 0.32), height * rng.uniform(0.1, 0.18) * k
         )
         pit *= 0.2
     elif name == "CNV":
         centre = cx + rng.uniform(-0.2, 0.2) * width
-        half = rng.uniform(22, 40) * sx
+        half = rng.uniform(22, 40) * sx * k
         ripple = 1 + 0.25 * np.sin(x / rng.uniform(3, 6) + rng.uniform(0, 6))
-        lesion_h = _dome(x, centre, half, rng.uniform(12, 24) * sy) * ripple
-        fluid_h = _dome(x, centre + rng.uniform(-8, 8) * sx, half * rng.uniform(1.0, 1.4), rng.uniform(8, 18) * sy)
+        lesion_h = _dome(x, centre, half, rng.uniform(12, 24) * sy * k) * ripple
+        fluid_h = _dome(
+            x, centre + rng.uniform(-8, 8) * sx * k, half * rng.uniform(1.0, 1.4), rng.uniform(8, 18) * sy * k
+        )
         lift = lesion_h + fluid_h
         pit *= 0.5
 
@@ -93,6 +138,7 @@ def generate_phantom(label: int, rng: np.random.Generator, width: int = 256, hei
     below = y >= np.maximum(rpe_top + 6 * sy, rpe + 6 * sy * (rpe_lift > 0))
     choroid = 0.5 * np.exp(-(y - rpe) / (height * rng.uniform(0.08, 0.14)))
     image = np.where(below, choroid, image)
+    unlesioned = image.copy()
 
     if name == "DRUSEN":
         material = (y >= rpe_top + 6 * sy) & (y < rpe + 6 * sy) & (rpe_lift > 1)
@@ -108,10 +154,12 @@ def generate_phantom(label: int, rng: np.random.Generator, width: int = 256, hei
         for _ in range(rng.integers(3, 7)):
             col = int(np.clip(cx + rng.uniform(-0.22, 0.22) * width, 0, width - 1))
             cy = ilm[col] + (outer[col] - ilm[col]) * rng.uniform(0.35, 0.7)
-            ry, rx = rng.uniform(6, 13) * sy, rng.uniform(6, 16) * sx
+            ry, rx = rng.uniform(6, 13) * sy * k, rng.uniform(6, 16) * sx * k
             cyst = ((y - cy) / ry) ** 2 + ((x - col) / rx) ** 2 < 1
             image[cyst] = 0.05
             mask |= cyst
+    if difficulty.contrast < 1:  # fade each lesion towards what it replaced
+        image[mask] = unlesioned[mask] + difficulty.contrast * (image[mask] - unlesioned[mask])
 
     gain = rng.uniform(0.8, 1.15)
     speckle = rng.gamma(shape=4.0, scale=0.25, size=(height, width)).astype(np.float32)
@@ -119,7 +167,17 @@ def generate_phantom(label: int, rng: np.random.Generator, width: int = 256, hei
     return Phantom(image=image, mask=mask, label=label)
 
 
-def generate_phantoms(per_class: int, seed: int = 0, width: int = 256, height: int = 248) -> list[Phantom]:
+def generate_phantoms(
+    per_class: int,
+    seed: int = 0,
+    width: int = 256,
+    height: int = 248,
+    difficulty: Difficulty = DIFFICULTIES["standard"],
+) -> list[Phantom]:
     """``per_class`` phantoms of each class, interleaved by class, from one seed."""
     rng = np.random.default_rng(seed)
-    return [generate_phantom(label, rng, width, height) for _ in range(per_class) for label in range(len(CLASS_NAMES))]
+    return [
+        generate_phantom(label, rng, width, height, difficulty)
+        for _ in range(per_class)
+        for label in range(len(CLASS_NAMES))
+    ]

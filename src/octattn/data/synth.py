@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from octattn.classes import CLASS_NAMES
-from octattn.data.phantom import generate_phantom
+from octattn.data.phantom import DIFFICULTIES, generate_phantom
 from octattn.errors import DataError
 from octattn.io import atomic_write_text
 
@@ -31,11 +31,15 @@ def write_phantom_tree(
     seed: int = 0,
     size: tuple[int, int] = (256, 248),
     overwrite: bool = False,
+    difficulty: str = "standard",
 ) -> dict[str, int]:
     """Generate and write phantoms; ``per_class`` maps split name -> images per class.
 
-    Returns the number of images written per split.
+    ``difficulty`` names a setting of :data:`~octattn.data.phantom.DIFFICULTIES`. Returns
+    the number of images written per split.
     """
+    if difficulty not in DIFFICULTIES:
+        raise DataError(f"unknown phantom difficulty {difficulty!r}; choose from {', '.join(DIFFICULTIES)}")
     out = Path(out_dir)
     if (out / "phantoms.json").exists() and not overwrite:
         raise DataError(f"{out}: phantoms already written here (pass --overwrite to replace them)")
@@ -47,7 +51,7 @@ def write_phantom_tree(
         written[split] = 0
         for _ in range(count):
             for label, name in enumerate(CLASS_NAMES):
-                phantom = generate_phantom(label, rng, width, height)
+                phantom = generate_phantom(label, rng, width, height, DIFFICULTIES[difficulty])
                 patient += 1
                 image_path = out / split / name / f"{name}-{patient}-1.png"
                 image_path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,5 +60,8 @@ def write_phantom_tree(
                 mask_path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(phantom.mask.astype(np.uint8) * 255).save(mask_path, compress_level=1)
                 written[split] += 1
-    atomic_write_text(out / "phantoms.json", json.dumps({"seed": seed, "size": list(size), "per_class": per_class}))
+    atomic_write_text(
+        out / "phantoms.json",
+        json.dumps({"seed": seed, "size": list(size), "per_class": per_class, "difficulty": difficulty}),
+    )
     return written

@@ -98,6 +98,37 @@ def reliability(report: dict[str, Any], title: str) -> bytes:
     return _png(figure)
 
 
+def mask_health(epochs: Sequence[dict[str, str]], title: str) -> bytes | None:
+    """Mask mean, contrast and moved share of each attention module over the epochs.
+
+    Reads the ``mask_<module>_<field>`` columns of ``metrics.csv``; ``None`` when a run
+    logged none (a model without attention, or a run from before they were logged).
+    """
+    fields = (("mean", "mean mask"), ("contrast", "spatial contrast"), ("moved", "channels moved"))
+    modules = sorted(
+        {
+            key[len("mask_") : -len("_mean")]
+            for key in (epochs[0] if epochs else {})
+            if key.startswith("mask_") and key.endswith("_mean")
+        },
+        key=lambda name: int(name.rsplit("_", 1)[-1]) if name.rsplit("_", 1)[-1].isdigit() else 0,
+    )
+    if not modules:
+        return None
+    figure, axes = plt.subplots(1, len(fields), figsize=(3.6 * len(fields), 3.0))
+    x = [int(row["epoch"]) for row in epochs]
+    for axis, (key, label) in zip(axes, fields, strict=True):
+        for module in modules:
+            axis.plot(x, [float(row[f"mask_{module}_{key}"]) for row in epochs], marker="o", ms=3, label=module)
+        axis.set_xlabel("epoch")
+        axis.set_title(label, fontsize=9)
+        axis.grid(alpha=0.3)
+    axes[-1].set_ylim(-0.02, 1.02)
+    axes[0].legend(fontsize=7)
+    figure.suptitle(f"{title}: attention health", fontsize=10)
+    return _png(figure)
+
+
 def image_grid(
     images: Sequence[np.ndarray],
     captions: Sequence[str],

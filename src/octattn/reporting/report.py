@@ -217,6 +217,32 @@ def _attention_figure(run: RunSummary) -> tuple[bytes | None, str]:
     return plots.image_grid(images, captions, columns=columns, overlays=[o for row in overlays for o in row]), ""
 
 
+HEALTH_NOTE = (
+    "Attention health, per epoch on a fixed sample of validation scans: the mean mask (the gain 1 + M starts "
+    "at 1.018 under the near-identity start), the spatial contrast of the channel-mean mask (0 = uniform), the "
+    "mean spatial contrast of single channels, and the share of channels whose mask moved by more than 0.05 "
+    "from where it started. A module whose masks neither moved nor vary over the scan is switched off."
+)
+
+
+def _health_table(run: RunSummary) -> tuple[list[str], list[list[str]]]:
+    """The last epoch's mask health, one row per module."""
+    last = run.epochs[-1]
+    modules = [k[len("mask_") : -len("_mean")] for k in last if k.startswith("mask_") and k.endswith("_mean")]
+    header = ["Module (last epoch)", "Mean mask", "Contrast", "Channel contrast", "Channels moved"]
+    rows = [
+        [
+            m,
+            f"{float(last[f'mask_{m}_mean']):.3f}",
+            f"{float(last[f'mask_{m}_contrast']):.3f}",
+            f"{float(last[f'mask_{m}_channel_contrast']):.3f}",
+            _pct(float(last[f"mask_{m}_moved"])),
+        ]
+        for m in modules
+    ]
+    return header, rows
+
+
 def _figures_sections(runs: list[RunSummary]) -> list[Section]:
     losses = {r.name: r.step_losses for r in runs if len(r.step_losses)}
     sections = [
@@ -245,13 +271,19 @@ def _figures_sections(runs: list[RunSummary]) -> list[Section]:
             )
         )
         attention, why = _attention_figure(run)
+        health = plots.mask_health(run.epochs, run.name)
+        figures = [(f"{run.name}_attention", attention)] if attention else []
+        if health is not None:
+            figures.append((f"{run.name}_attention_health", health))
         sections.append(
             Section(
                 f"{run.name}: attention masks (Fig. 6)",
                 why
                 or "Each row: a test scan, then the mean soft mask M of each attention module (red = enhanced), "
-                "up-sampled to the scan.",
-                figures=[(f"{run.name}_attention", attention)] if attention else [],
+                "up-sampled to the scan. "
+                + HEALTH_NOTE,
+                tables=[_health_table(run)] if health is not None else [],
+                figures=figures,
             )
         )
     return sections

@@ -7,7 +7,8 @@ macro-F1 improves. Everything a run writes lives in its folder:
 
 * ``config.yaml`` (resolved), ``split.json`` (which files are validation);
 * ``checkpoint.pt`` (latest epoch; ``--resume`` continues from it);
-* ``metrics.csv`` (per epoch) and ``steps.csv`` (training loss per step: the paper's Fig. 4);
+* ``metrics.csv`` (per epoch, with the attention masks' health: :mod:`octattn.models.health`)
+  and ``steps.csv`` (training loss per step: the paper's Fig. 4);
 * ``model/`` (the best epoch's bundle, with a temperature fitted on validation);
 * ``skipped.json`` (with ``skip_bad``: the files left out and why).
 """
@@ -50,6 +51,15 @@ from octattn.evaluation.metrics import headline_metrics
 from octattn.inference.bundle import BundleConfig, architecture_of, save_bundle
 from octattn.io import atomic_write_text
 from octattn.models import create_model, param_groups
+from octattn.models.health import (
+    ChannelProfile,
+    MaskMeter,
+    describe_health,
+    flatten_health,
+    profiles_from_tensors,
+    profiles_to_tensors,
+)
+from octattn.models.inception import InceptionV4Attention, attention_modules
 from octattn.models.weights import preprocess_for
 from octattn.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from octattn.training.config import TrainConfig, save_config
@@ -73,6 +83,9 @@ METRICS_COLUMNS = (
     "epoch_seconds",
     "lr_backbone",
 )
+
+HEALTH_IMAGES = 64
+"""Validation scans (a fixed, shuffled sample) on which the masks' health is measured."""
 
 
 class TrainingDiverged(OctattnError):
@@ -247,6 +260,23 @@ def recalibrate_batchnorm(model: nn.Module, dataset: Dataset[Any], count: int, b
     model.eval()
 
 
+@torch.no_grad()
+def measure_masks(
+    model: nn.Module, dataset: Dataset[Any], batch_size: int, config: TrainConfig, info: DistInfo
+) -> MaskMeter:
+    """Run ``dataset`` through the model in eval mode and gather its attention masks."""
+    meter = MaskMeter()
+    model.eval()
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    amp = _amp_dtype(config, info.device)
+    for images, _, _ in DataLoader(dataset, batch_size=batch_size):
+        with _autocast(info.device, amp):
+            model(images.to(info.device, memory_format=memory_format))
+        if isinstance(model, InceptionV4Attention):
+            meter.update(model.attention_masks())
+    return meter
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -294,6 +324,7 @@ class RunData:
     train_dataset: ScanDataset
     val_dataset: ScanDataset
     recal_dataset: ScanDataset
+    health_dataset: ScanDataset
     weights: torch.Tensor | None
     skipped: SkipReport
 
@@ -369,6 +400,7 @@ def build_run_data(config: TrainConfig, run_dir: Path, info: DistInfo) -> RunDat
         train_dataset=ScanDataset(train_items, reader, train_transform(pre, config.preprocess, config.hflip_prob)),
         val_dataset=ScanDataset(val, reader, eval_item),
         recal_dataset=ScanDataset(_shuffled(train, config.seed), reader, eval_item),
+        health_dataset=ScanDataset(_shuffled(val or train, config.seed)[:HEALTH_IMAGES], reader, eval_item),
         weights=weights,
         skipped=skipped,
     )
@@ -392,6 +424,12 @@ def build_model(config: TrainConfig, info: DistInfo) -> tuple[nn.Module, list[di
     return model, groups
 
 
+def _metrics_columns(history: Sequence[dict[str, Any]]) -> list[str]:
+    """The fixed columns, then any per-run ones (the masks' health) in their first order."""
+    extra = [key for key in (history[0] if history else {}) if key not in METRICS_COLUMNS]
+    return [*METRICS_COLUMNS, *extra]
+
+
 def _write_logs(run_dir: Path, history: list[dict[str, Any]], steps: list[dict[str, Any]]) -> None:
     def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
         buffer = io.StringIO()
@@ -400,7 +438,7 @@ def _write_logs(run_dir: Path, history: list[dict[str, Any]], steps: list[dict[s
         writer.writerows(rows)
         return buffer.getvalue()
 
-    atomic_write_text(run_dir / "metrics.csv", table(history, METRICS_COLUMNS))
+    atomic_write_text(run_dir / "metrics.csv", table(history, _metrics_columns(history)))
     atomic_write_text(run_dir / "steps.csv", table(steps, ("epoch", "step", "loss")))
 
 
@@ -513,6 +551,7 @@ def _train(
     steps: list[dict[str, Any]] = []
     best: dict[str, Any] = {"epoch": -1, "val_macro_f1": -1.0}
     start_epoch = 0
+    mask_start: dict[str, ChannelProfile] = {}
     checkpoint_path = run_dir / CHECKPOINT_FILE
     if resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
@@ -522,7 +561,12 @@ def _train(
         restore_rng_state(state["rng"])
         history, steps, best = state["history"], state["steps"], state["best"]
         start_epoch = int(state["epoch"]) + 1
+        mask_start = profiles_from_tensors(state.get("mask_start", {}))
         say(f"resuming {run_dir} after epoch {start_epoch}")
+    has_attention = bool(attention_modules(model)) and info.is_main
+    if has_attention and start_epoch == 0:
+        # Where the masks start, before any step: "moved" is measured against this.
+        mask_start = measure_masks(model, data.health_dataset, per_rank, config, info).profiles()
     writer = _tensorboard(run_dir, info)
 
     for epoch in range(start_epoch, config.epochs):
@@ -549,13 +593,17 @@ def _train(
             "epoch_seconds": stats.seconds,
             "lr_backbone": optimizer.param_groups[0]["lr"],
         }
+        health: dict[str, dict[str, float]] = {}
+        if has_attention:
+            health = measure_masks(model, data.health_dataset, per_rank, config, info).summary(mask_start)
+            row.update(flatten_health(health))
         history.append(row)
         base = len(steps)
         steps.extend({"epoch": epoch + 1, "step": base + i + 1, "loss": v} for i, v in enumerate(stats.step_losses))
         say(
             f"epoch {epoch + 1}/{config.epochs}: train loss {stats.loss:.4f}, val loss {val_loss:.4f}, "
             f"val accuracy {row['val_accuracy']:.4f}, val macro-F1 {row['val_macro_f1']:.4f}, "
-            f"{stats.images_per_s:.1f} img/s"
+            f"{stats.images_per_s:.1f} img/s" + (f"\n  {describe_health(health)}" if health else "")
         )
         if info.is_main:
             improved = row["val_macro_f1"] > best["val_macro_f1"]
@@ -585,6 +633,7 @@ def _train(
                     "steps": steps,
                     "best": best,
                     "config": config.to_dict(),
+                    "mask_start": profiles_to_tensors(mask_start),
                 },
             )
             if writer is not None:
