@@ -19,7 +19,7 @@ TRAIN_STEP = """
 import torch
 from torch import nn
 from octattn.models import create_model, param_groups
-from octattn.training.loop import set_model_mode
+from octattn.training.steps import set_model_mode
 model = create_model("inception_v4_attention").to(memory_format=torch.channels_last)
 optimizer = torch.optim.SGD(param_groups(model, "{policy}"), momentum=0.9)
 set_model_mode(model, "train")

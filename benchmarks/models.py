@@ -24,7 +24,7 @@ from torch import nn
 
 from benchmarks.common import median_time, write_results
 from octattn.models import MODEL_NAMES, attention_modules, create_model, param_groups
-from octattn.training.loop import set_model_mode
+from octattn.training.steps import set_model_mode
 
 
 def _device() -> torch.device:

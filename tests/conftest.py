@@ -13,6 +13,7 @@ import octattn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "oct2017-mini"
+VENDOR_DATA = REPO_ROOT.parent / "shared" / "data" / "vendor"
 
 
 @pytest.fixture
@@ -21,6 +22,14 @@ def real_data() -> Path:
     if not REAL_DATA.is_dir():
         pytest.skip(f"real OCT sample not found at {REAL_DATA} (only present on the project's machines)")
     return REAL_DATA
+
+
+@pytest.fixture
+def vendor_data() -> Path:
+    """The two real Heidelberg .vol exports beside the repository, or a skip saying why not."""
+    if not (VENDOR_DATA / "spectralis-line.vol").is_file():
+        pytest.skip(f"real vendor files not found at {VENDOR_DATA} (only present on the project's machines)")
+    return VENDOR_DATA
 
 
 @lru_cache(maxsize=8)

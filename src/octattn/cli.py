@@ -190,8 +190,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from octattn.evaluation.compare import compare_models
+    from octattn.run_paths import common_data
 
-    for line in compare_models(args.a, args.b, args.data, args.split, args.batch, args.seed):
+    data = common_data([args.a, args.b], args.data)
+    for line in compare_models(args.a, args.b, data, args.split, args.batch, args.seed):
         print(line)
     return 0
 
@@ -222,7 +224,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("evaluate", help="metrics with confidence intervals on a labelled split")
     evaluate.add_argument("model", help="a model bundle or a run folder")
-    evaluate.add_argument("--data", required=True, help="OCT2017-style folder or CSV manifest")
+    evaluate.add_argument(
+        "--data", help="OCT2017-style folder or CSV manifest (default for a run folder: the data it recorded)"
+    )
     evaluate.add_argument("--split", default="test", help="split to evaluate (default test)")
     evaluate.add_argument("--out", help="output folder (default RUN/evaluation)")
     evaluate.add_argument("--tta", action="store_true", help="average with the horizontally flipped scan")
@@ -233,7 +237,7 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     compare = sub.add_parser("compare", help="two models on the same images: McNemar and paired intervals")
     compare.add_argument("a", help="model A (bundle or run folder)")
     compare.add_argument("b", help="model B (bundle or run folder)")
-    compare.add_argument("--data", required=True)
+    compare.add_argument("--data", help="OCT2017-style folder or CSV manifest (default: the data the runs recorded)")
     compare.add_argument("--split", default="test")
     compare.add_argument("--batch", type=int, default=32)
     compare.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -262,13 +266,9 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
+    from octattn.inference.batch import predict_paths
     from octattn.inference.inputs import expand_inputs
     from octattn.inference.predictor import Predictor
-    from octattn.inference.volumes import VOLUME_SUFFIXES, predict_volume
-    from octattn.io import atomic_write_text
 
     if args.backend == "onnxruntime":
         from octattn.inference.onnx_export import OnnxPredictor
@@ -279,71 +279,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         predictor: Predictor = OnnxPredictor(args.model, args.onnx, tta=args.tta)
     else:
         predictor = Predictor(args.model, tta=args.tta)
-    paths = expand_inputs(args.paths)
-    volumes = [p for p in paths if p.suffix.lower() in VOLUME_SUFFIXES]
-    images = [p for p in paths if p.suffix.lower() not in VOLUME_SUFFIXES]
-    result = predictor.predict_files(images, args.batch)
-    rows = [p.to_dict() for p in result.predictions]
-    failures = [{"source": f.path, "error": f.reason} for f in result.failures]
-    volume_rows = []
-    for path in volumes:
-        try:
-            volume_rows.append(predict_volume(predictor, path, args.batch).to_dict())
-        except OctattnError as exc:
-            failures.append({"source": str(path), "error": str(exc)})
-    names = predictor.class_names
-    if rows:
-        print(f"{'scan':<48}{'class':<8}{'referral':<13}" + "".join(f"{n:>8}" for n in names))
-        for row in rows:
-            probs = "".join(f"{100 * row['probabilities'][n]:>7.1f}%" for n in names)
-            print(f"{str(row['source'])[-47:]:<48}{row['class']:<8}{row['referral']:<13}{probs}")
-    for volume in volume_rows:
-        print(
-            f"volume {volume['source']}: {volume['class']} ({volume['referral']}), "
-            f"{len(volume['bscans'])} B-scans, {100 * volume['abnormal_share']:.0f}% abnormal, "
-            f"evidence in B-scans {volume['evidence_bscans'][:10]}"
-        )
-    for failure in failures:
-        print(f"failed: {failure['source']}: {failure['error']}", file=sys.stderr)
+    run = predict_paths(predictor, expand_inputs(args.paths), args.batch)
+    for line in run.table():
+        print(line)
+    for item in run.not_predicted:
+        print(f"not predicted: {item.source}: {item.reason}", file=sys.stderr)
     if args.out:
-        out = Path(args.out)
-        if out.suffix.lower() == ".json":
-            payload = {"predictions": rows, "volumes": volume_rows, "failures": failures}
-            atomic_write_text(out, json.dumps(payload, indent=1))
-        else:
-            import csv
-            import io
-
-            buffer = io.StringIO()
-            writer = csv.writer(buffer)
-            writer.writerow(["source", "class", "referral", *[f"p_{n}" for n in names], "error"])
-            for row in rows:
-                writer.writerow(
-                    [
-                        row["source"],
-                        row["class"],
-                        row["referral"],
-                        *[f"{row['probabilities'][n]:.6f}" for n in names],
-                        "",
-                    ]
-                )
-            for volume in volume_rows:
-                for bscan in volume["bscans"]:
-                    writer.writerow(
-                        [
-                            bscan["source"],
-                            bscan["class"],
-                            bscan["referral"],
-                            *[f"{bscan['probabilities'][n]:.6f}" for n in names],
-                            "",
-                        ]
-                    )
-            for failure in failures:
-                writer.writerow([failure["source"], "", "", *[""] * len(names), failure["error"]])
-            atomic_write_text(out, buffer.getvalue())
-        print(f"written to {out}")
-    print(f"{len(rows)} scan(s) and {len(volume_rows)} volume(s) predicted, {len(failures)} failed")
-    return 1 if failures else 0
+        print(f"written to {run.write(args.out)}")
+    print(run.summary())
+    return 1 if run.not_predicted else 0
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -398,6 +342,7 @@ def _add_inference_commands(sub: argparse._SubParsersAction) -> None:
     predict.add_argument("--tta", action="store_true", help="average with the horizontally flipped scan")
     predict.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
     predict.add_argument("--onnx", help="the ONNX file for --backend onnxruntime")
+    predict.add_argument("--verbose", action="store_true", help="also show the volume readers' own log lines")
     predict.set_defaults(handler=_cmd_predict)
 
     explain = sub.add_parser("explain", help="attention masks and Grad-CAM over scans, as PNG overlays")
@@ -446,6 +391,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return subprocess.run(command, cwd=repo, check=False).returncode
 
 
+VENDOR_LOGGERS = ("eyepy",)
+"""Libraries whose log lines (eyepy: "The volume contains less layers than expected...")
+mean nothing to a user running a command; shown with ``--verbose``."""
+
+
+def _quiet_vendor_logs(verbose: bool) -> None:
+    import logging
+
+    for name in VENDOR_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.ERROR)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (sub-commands register themselves here)."""
     from octattn import __version__
@@ -476,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``octattn`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_vendor_logs(getattr(args, "verbose", False))
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -1,4 +1,6 @@
 import json
+import logging
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -39,8 +41,10 @@ def test_bundle_that_does_not_fit_is_refused(bundle, plain_bundle, tmp_path):  #
 def test_inputs_files_folders_globs(tmp_path):
     a = write_scan(tmp_path / "a" / "one.jpeg")
     b = write_scan(tmp_path / "a" / "deep" / "two.png", fmt="PNG")
-    (tmp_path / "a" / "notes.txt").write_text("x")
-    assert expand_inputs([tmp_path / "a"]) == [b, a]  # sorted by path: a/deep/... before a/one...
+    notes = tmp_path / "a" / "notes.txt"
+    notes.write_text("x")
+    # Every file of a folder, sorted by path; whether it is a scan is decided by its content.
+    assert expand_inputs([tmp_path / "a"]) == [b, notes, a]
     assert expand_inputs([str(tmp_path / "a" / "*.jpeg"), a]) == [a]
     with pytest.raises(OctattnError, match="matches no file"):
         expand_inputs([str(tmp_path / "*.tif")])
@@ -55,6 +59,7 @@ def test_predict_cli_lists_failures_and_still_predicts(bundle, tmp_path, capsys)
     captured = capsys.readouterr()
     assert code == 1
     assert "bad.jpeg: empty file" in captured.err
+    assert "1 file(s) not predicted (1 unreadable)" in captured.out
     payload = json.loads((tmp_path / "p.json").read_text())
     (row,) = payload["predictions"]
     assert row["source"] == str(good) and row["class"] in row["probabilities"]
@@ -63,6 +68,29 @@ def test_predict_cli_lists_failures_and_still_predicts(bundle, tmp_path, capsys)
     assert main(["predict", str(bundle), str(good), "--out", str(tmp_path / "p.csv")]) == 0
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert lines[0].startswith("source,class,referral,p_CNV") and len(lines) == 2
+
+
+def test_predict_reads_scans_by_content_and_reports_every_other_file(bundle, tmp_path, capsys):  # noqa: F811
+    folder = tmp_path / "in"
+    write_scan(folder / "scan.webp", fmt="WEBP")
+    write_scan(folder / "CAMERA.JPG")
+    write_scan(folder / "no_suffix", fmt="PNG")
+    (folder / "notes.txt").write_text("not a scan")
+    (folder / "cut.png").write_bytes((folder / "CAMERA.JPG").read_bytes()[:200])
+    code = main(["predict", str(bundle), str(folder), "--out", str(tmp_path / "p.json")])
+    captured = capsys.readouterr()
+    assert code == 1  # files not predicted count as failures
+    payload = json.loads((tmp_path / "p.json").read_text())
+    predicted = sorted(Path(row["source"]).name for row in payload["predictions"])
+    assert predicted == ["CAMERA.JPG", "no_suffix", "scan.webp"]
+    reasons = {Path(row["source"]).name: row["reason"] for row in payload["not_predicted"]}
+    assert reasons["notes.txt"].startswith("not an image")
+    assert "truncated" in reasons["cut.png"]
+    assert "3 scan(s) and 0 volume(s) predicted; 2 file(s) not predicted (1 not an image, 1 unreadable)" in captured.out
+    assert f"not predicted: {folder / 'notes.txt'}: not an image" in captured.err
+    assert main(["predict", str(bundle), str(folder), "--out", str(tmp_path / "p.csv")]) == 1
+    rows = {Path(r.split(",")[0]).name: r for r in (tmp_path / "p.csv").read_text().splitlines()[1:]}
+    assert rows["notes.txt"].endswith("not an image (unrecognised content)") and len(rows) == 5
 
 
 def test_temperature_changes_confidence_not_class(bundle):  # noqa: F811
@@ -156,25 +184,64 @@ def test_volume_call_rule(bscans, expected):
     assert volume_call([_p(label, p) for label, p in bscans]) == expected
 
 
-def test_vendor_volume_files(tmp_path, monkeypatch):
-    import eyepy
-
+def test_damaged_vendor_files_give_one_line_with_the_reason(tmp_path):
     bad = tmp_path / "scan.e2e"
     bad.write_bytes(b"not a heidelberg file" * 10)
-    with pytest.raises(BadImageError, match=r"scan\.e2e: cannot read as a Heidelberg \.e2e volume"):
+    with pytest.raises(BadImageError) as caught:
         read_volume(bad)
+    message = str(caught.value)
+    assert message.startswith(f"{bad}: not a readable Heidelberg .e2e file (") and message.count(str(bad)) == 1
     (tmp_path / "scan.vol").write_bytes(b"\x00" * 100)
-    with pytest.raises(BadImageError, match=r"cannot read as a Heidelberg \.vol volume"):
+    with pytest.raises(BadImageError, match=r"scan\.vol: not a readable Heidelberg \.vol file \(.+\)") as caught:
         read_volume(tmp_path / "scan.vol")
-
-    class FakeVolume:
-        data = np.linspace(0, 1, 2 * 8 * 9, dtype=np.float32).reshape(2, 8, 9)
-
-    monkeypatch.setattr(eyepy, "import_heyex_vol", lambda path: FakeVolume())
-    frames = read_volume(tmp_path / "scan.vol")
-    assert frames.shape == (2, 8, 9) and frames.dtype == np.uint8 and frames.max() == 255
+    assert str(caught.value).count("scan.vol") == 1
     with pytest.raises(BadImageError, match="not a volume format"):
         read_volume(write_scan(tmp_path / "x.jpeg"))
+
+
+def test_real_heidelberg_line_scan_is_predicted(bundle, vendor_data, tmp_path, capsys):  # noqa: F811
+    import eyepy
+
+    frames = read_volume(vendor_data / "spectralis-line.vol")
+    assert frames.shape == (1, 496, 768) and frames.dtype == np.uint8
+    # The same pixels as eyepy's own high-level reader, which applies Heyex's intensity transform.
+    assert np.array_equal(frames, eyepy.import_heyex_vol(vendor_data / "spectralis-line.vol").data)
+    out = tmp_path / "v.json"
+    assert main(["predict", str(bundle), str(vendor_data / "spectralis-line.vol"), "--out", str(out)]) == 0
+    (volume,) = json.loads(out.read_text())["volumes"]
+    assert len(volume["bscans"]) == 1 and volume["class"] in {"CNV", "DME", "DRUSEN", "NORMAL"}
+    assert "0 file(s) not predicted" not in capsys.readouterr().out
+
+
+def test_real_heidelberg_circular_scan_is_refused_naming_its_pattern(bundle, vendor_data, capsys):  # noqa: F811
+    circle = vendor_data / "spectralis-circle.vol"
+    with pytest.raises(BadImageError) as caught:
+        read_volume(circle)
+    assert str(caught.value) == (
+        f"{circle}: circular scan (Heidelberg scan pattern 2) not classified: it images the nerve fibre layer "
+        "around the optic disc, and the model was trained on macular B-scans only"
+    )
+    assert main(["predict", str(bundle), str(circle)]) == 1
+    captured = capsys.readouterr()
+    assert f"not predicted: {circle}: circular scan (Heidelberg scan pattern 2)" in captured.err
+    assert "1 file(s) not predicted (1 unreadable volume)" in captured.out
+    assert "Traceback" not in captured.err
+
+
+def test_vendor_log_lines_are_hidden_unless_verbose(bundle, tmp_path, monkeypatch, caplog):  # noqa: F811
+    from octattn.inference import volumes
+
+    def noisy_reader(path):
+        logging.getLogger("eyepy.io.HeVolReader").warning("The volume contains less layers than expected.")
+        return np.full((1, 40, 50), 90, dtype=np.uint8)
+
+    monkeypatch.setattr(volumes, "read_heidelberg_vol", noisy_reader)
+    scan = tmp_path / "scan.vol"
+    scan.write_bytes(b"\x00")
+    assert main(["predict", str(bundle), str(scan)]) == 0
+    assert "less layers" not in caplog.text  # the record is not even emitted
+    assert main(["predict", str(bundle), str(scan), "--verbose"]) == 0
+    assert "less layers" in caplog.text
 
 
 def test_predictor_runs_channels_last(bundle):  # noqa: F811

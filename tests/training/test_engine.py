@@ -5,7 +5,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from octattn.training.config import TrainConfig
 from octattn.training.distributed import DistInfo, EpochShardSampler
-from octattn.training.loop import TrainingDiverged, lr_factor, train_one_epoch
+from octattn.training.steps import TrainingDiverged, lr_factor, train_one_epoch
 
 
 @pytest.mark.parametrize(
@@ -66,24 +66,41 @@ def test_non_finite_loss_stops_with_a_clear_message():
 
 def test_training_loader_never_yields_a_lone_image():
     """9 images in batches of 4 would end with a batch of 1, which BatchNorm cannot train on."""
-    from octattn.training.loop import _loader
+    from octattn.training.run_data import epoch_loader
 
     dataset = TensorDataset(torch.zeros(9, 1), torch.zeros(9), torch.arange(9))
     sampler = EpochShardSampler(9, DistInfo(), seed=0)
     config = TrainConfig(num_workers=0)
-    sizes = [len(batch[0]) for batch in _loader(dataset, sampler, 4, config, 0, DistInfo())]
+    sizes = [len(batch[0]) for batch in epoch_loader(dataset, sampler, 4, config, 0, DistInfo())]
     assert sizes == [4, 4]
     small = EpochShardSampler(3, DistInfo(), seed=0)
-    assert [len(b[0]) for b in _loader(dataset, small, 4, config, 0, DistInfo())] == [3]
+    assert [len(b[0]) for b in epoch_loader(dataset, small, 4, config, 0, DistInfo())] == [3]
 
 
 def test_batchnorm_recalibration_sample_mixes_classes(tmp_path):
     """Files are sorted by class: an unshuffled prefix was all CNV and ruined the statistics."""
     from octattn.data.synth import write_phantom_tree
-    from octattn.training.loop import build_run_data
+    from octattn.training.run_data import build_run_data
 
     write_phantom_tree(tmp_path / "d", {"train": 6}, seed=0, size=(64, 62))
     config = TrainConfig(data=str(tmp_path / "d"), image_size=75, val_fraction=0.25, num_workers=0)
     data = build_run_data(config, tmp_path / "run", DistInfo())
     assert len({s.label for s in data.recal_dataset.samples[:8]}) >= 3
     assert sorted(s.path for s in data.recal_dataset.samples) == sorted(s.path for s in data.train)
+
+
+def test_loader_workers_default_to_what_the_machine_has(monkeypatch):
+    """With a fixed 4, a 2-core machine made PyTorch warn once per preset of `reproduce`."""
+    import os
+
+    from octattn.training.distributed import loader_workers
+
+    cores = len(os.sched_getaffinity(0))
+    assert loader_workers(-1, DistInfo()) == min(8, cores)
+    assert loader_workers(3, DistInfo()) == 3 and loader_workers(0, DistInfo()) == 0
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert loader_workers(-1, DistInfo(rank=1, world_size=2)) == min(8, cores // 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert loader_workers(-1, DistInfo()) == 8
+    with pytest.raises(Exception, match="num_workers must be -1"):
+        TrainConfig(num_workers=-2).validate()

@@ -22,6 +22,7 @@ from octattn.evaluation.metrics import classification_report
 from octattn.evaluation.uncertainty import BOOTSTRAP_RESAMPLES, patient_bootstrap
 from octattn.inference.predictor import Predictor
 from octattn.io import atomic_write_text
+from octattn.run_paths import data_for
 
 HEADLINE = ("accuracy", "precision", "recall", "f1", "specificity")
 
@@ -59,7 +60,7 @@ def predict_samples(
 
 def evaluate_model(
     model_path: str | Path,
-    data: str | Path,
+    data: str | Path | None,
     split: str = "test",
     tta: bool = False,
     batch_size: int = 32,
@@ -68,7 +69,12 @@ def evaluate_model(
     skip_bad: bool = False,
     device: str = "cpu",
 ) -> EvaluationResult:
-    """Predict every image of ``split`` and compute the metrics and their intervals."""
+    """Predict every image of ``split`` and compute the metrics and their intervals.
+
+    ``data`` may be ``None`` for a run folder: the data the run recorded is used.
+    """
+    data = data_for(model_path, data)
+    data = Path(data).resolve()  # predictions.csv then names every image by an absolute path
     predictor = Predictor(model_path, device=device, tta=tta)
     samples, logits, skipped = predict_samples(predictor, load_samples(data, split), batch_size, skip_bad)
     if not samples:

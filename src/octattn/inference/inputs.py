@@ -1,7 +1,10 @@
-"""What ``octattn predict`` is pointed at -> a sorted list of image files.
+"""What ``octattn predict`` is pointed at -> a sorted list of files.
 
-Accepts files, folders (searched recursively for image suffixes) and glob patterns
+Accepts files, folders (every file under them, recursively) and glob patterns
 (``scans/**/*.jpeg``); a pattern or path that matches nothing is reported, not ignored.
+A folder's files are not filtered by suffix: scans are recognised by their content
+(a WebP, a ``.JPG`` from a camera, a file without a suffix), and a file that is not a
+scan is reported with the reason by the prediction, never dropped in silence.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ import glob
 from collections.abc import Sequence
 from pathlib import Path
 
-from octattn.data.layout import IMAGE_SUFFIXES
 from octattn.errors import OctattnError
 
 
@@ -20,7 +22,7 @@ def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file()))
         elif path.exists():
             found.append(path)
         elif any(ch in str(item) for ch in "*?["):
@@ -32,5 +34,5 @@ def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
             raise OctattnError(f"{item}: no such file or folder")
     unique = list(dict.fromkeys(found))
     if not unique:
-        raise OctattnError("no image files found in the given paths")
+        raise OctattnError("no files found in the given paths")
     return unique

@@ -70,22 +70,85 @@ def read_dicom_frames(path: Path) -> np.ndarray:
     return _to_uint8(pixels)
 
 
+HEIDELBERG_PATTERNS = {
+    0: "unknown scan pattern",
+    1: "line scan",
+    2: "circular scan",
+    3: "volume scan (ART mode)",
+    4: "fast volume scan",
+    5: "radial scan",
+}
+"""Heidelberg ``.vol`` scan patterns (the file header's ``ScanPattern``)."""
+
+REFUSED_PATTERNS = {
+    2: "it images the nerve fibre layer around the optic disc, and the model was trained on macular B-scans only"
+}
+"""Scan patterns octattn reads but does not classify, and why. Radial scans are kept: each
+of their B-scans is a line through the fovea, like a macular line scan."""
+
+
+def read_heidelberg_vol(path: Path) -> np.ndarray:
+    """``(B-scans, H, W)`` uint8 from a Heidelberg ``.vol`` file, any scan pattern eyepy parses.
+
+    eyepy's :func:`eyepy.import_heyex_vol` refuses circular and radial scans; its
+    lower-level reader parses them, and the B-scans get eyepy's own Heyex intensity
+    transform, so every pattern looks as it does in Heyex.
+
+    Raises:
+        BadImageError: not a readable ``.vol`` file, or a pattern in :data:`REFUSED_PATTERNS`.
+    """
+    from eyepy.core.utils import vol_intensity_transform
+    from eyepy.io.he.vol_reader import HeVolReader
+
+    try:
+        parsed = HeVolReader(path).parsed_file
+        frames = np.stack([vol_intensity_transform(np.array(b.data, dtype=np.float32)) for b in parsed.bscans])
+        pattern = int(parsed.scan_pattern)
+    except Exception as exc:  # construct raises many types on foreign or truncated files
+        raise BadImageError(path, f"not a readable Heidelberg .vol file ({_reason(exc)})") from None
+    if pattern in REFUSED_PATTERNS:
+        raise BadImageError(
+            path,
+            f"{HEIDELBERG_PATTERNS[pattern]} (Heidelberg scan pattern {pattern}) not classified: "
+            f"{REFUSED_PATTERNS[pattern]}",
+        )
+    return frames
+
+
+def _reason(exc: Exception) -> str:
+    """An exception's message in one line, or its kind in words when it has none."""
+    text = " ".join(str(exc).split())
+    if not text:
+        return type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
 def read_heidelberg(path: Path) -> np.ndarray:
     """``(B-scans, H, W)`` uint8 from a Heidelberg ``.vol`` or ``.e2e`` file (eyepy)."""
     try:
         import eyepy
     except ImportError as exc:
         raise OctattnError("reading .vol/.e2e needs eyepy: pip install 'octattn[volumes]'") from exc
+    if path.suffix.lower() == ".vol":
+        return read_heidelberg_vol(path)
     try:
-        if path.suffix.lower() == ".vol":
-            volume = eyepy.import_heyex_vol(path)
-        else:
-            volume = eyepy.import_heyex_e2e(path)
-            if isinstance(volume, list):
-                volume = volume[0]
+        volume = eyepy.import_heyex_e2e(path)
+        if isinstance(volume, list):
+            volume = volume[0]
         return _to_uint8(volume.data)
     except Exception as exc:  # the vendor parsers raise many types on foreign or damaged files
-        raise BadImageError(path, f"cannot read as a Heidelberg {path.suffix} volume ({type(exc).__name__})") from None
+        raise BadImageError(path, f"not a readable Heidelberg .e2e file ({_reason(exc)})") from None
+
+
+def is_volume_file(path: str | Path) -> bool:
+    """A volume octattn reads by suffix (``.dcm``, ``.vol``, ``.e2e``) or by DICOM preamble."""
+    path = Path(path)
+    if path.suffix.lower() in VOLUME_SUFFIXES:
+        return True
+    try:
+        return path.is_file() and _is_dicom(path)
+    except OSError:
+        return False
 
 
 def read_volume(path: str | Path) -> np.ndarray:

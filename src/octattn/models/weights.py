@@ -69,21 +69,24 @@ NEW_LAYER_PREFIXES = ("attention.",)
 
 
 def fetch_pretrained(model_name: str) -> Path:
-    """Download (or find in the hub cache) the ImageNet weights of a model's backbone.
+    """The ImageNet weights of a model's backbone: from the hub cache, else downloaded.
 
     Raises:
-        WeightsError: offline or unreachable, with the file to get and how to pass it.
+        WeightsError: offline or unreachable (said once, without the hub's retries), with
+            the file to get and how to pass it.
     """
+    from octattn.hub import HubUnavailable, hub_file
+
     source = PRETRAINED_SOURCES[model_name]
     try:
-        from huggingface_hub import hf_hub_download
-
-        return Path(hf_hub_download(source.hub_repo, "model.safetensors"))
-    except Exception as exc:  # the hub raises many types: offline, DNS, HTTP, cache
-        raise WeightsError(
-            f"cannot fetch pretrained weights {source.hub_repo} ({type(exc).__name__}); "
-            f"on a machine with internet download {source.url} and pass it with --weights PATH"
-        ) from exc
+        return hub_file(
+            source.hub_repo,
+            "model.safetensors",
+            "pretrained weights",
+            f"on a machine with internet download {source.url} and pass it with --weights PATH",
+        )
+    except HubUnavailable as exc:
+        raise WeightsError(str(exc)) from exc
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:

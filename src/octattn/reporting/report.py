@@ -28,6 +28,7 @@ from octattn.data.decode import load_scan
 from octattn.errors import OctattnError
 from octattn.io import atomic_write_bytes, atomic_write_text
 from octattn.reporting import plots
+from octattn.run_paths import RunPaths
 
 EVALUATION_DIR = "evaluation"
 MAX_GALLERY = 8
@@ -190,18 +191,34 @@ def _summary_section(runs: list[RunSummary]) -> Section:
     return Section("Summary", text, tables=[(header, rows)])
 
 
-def _gallery(run: RunSummary) -> bytes | None:
+def _missing_note(missing: list[Path], figure: str) -> str:
+    """One line naming the images a figure needed and could not find."""
+    shown = ", ".join(str(p) for p in missing[:2]) + (f" and {len(missing) - 2} more" if len(missing) > 2 else "")
+    return f"{figure} not drawn: {len(missing)} image(s) it needs are missing ({shown})."
+
+
+def _existing(run: RunSummary, recorded: list[str]) -> tuple[list[Path], list[Path]]:
+    """The recorded image paths mapped to where the run's data is now: (found, missing)."""
+    paths = RunPaths(run.path)
+    resolved = [paths.resolve(p) for p in recorded]
+    return [p for p in resolved if p.is_file()], [p for p in resolved if not p.is_file()]
+
+
+def _gallery(run: RunSummary) -> tuple[bytes | None, str]:
     wrong = [p for p in run.predictions if p["label"] != p["prediction"]][:MAX_GALLERY]
     if not wrong:
-        return None
+        return None, "No test scan was misclassified."
+    found, missing = _existing(run, [row["path"] for row in wrong])
+    if missing:
+        return None, _missing_note(missing, "The misclassified-scan figure")
     images, captions = [], []
-    for row in wrong:
+    for row, path in zip(wrong, found, strict=True):
         try:
-            images.append(load_scan(row["path"], (256, 256)))
+            images.append(load_scan(path, (256, 256)))
         except OctattnError:
             continue
-        captions.append(f"{Path(row['path']).name}\ntrue {row['label']}, predicted {row['prediction']}")
-    return plots.image_grid(images, captions) if images else None
+        captions.append(f"{path.name}\ntrue {row['label']}, predicted {row['prediction']}")
+    return (plots.image_grid(images, captions) if images else None), ""
 
 
 def _attention_figure(run: RunSummary) -> tuple[bytes | None, str]:
@@ -209,10 +226,13 @@ def _attention_figure(run: RunSummary) -> tuple[bytes | None, str]:
 
     if run.config.get("model") != "inception_v4_attention":
         return None, f"{run.name} has no attention modules ({run.config.get('model')})."
-    paths = [row["path"] for row in run.predictions[:: max(1, len(run.predictions) // 4)]][:4]
-    if not paths:
+    recorded = [row["path"] for row in run.predictions[:: max(1, len(run.predictions) // 4)]][:4]
+    if not recorded:
         return None, f"{run.name} has not been evaluated: no test scans to show."
-    images, overlays, captions = attention_overlays(run.path / "model", paths)
+    found, missing = _existing(run, recorded)
+    if missing:
+        return None, _missing_note(missing, "The attention-mask figure")
+    images, overlays, captions = attention_overlays(run.path / "model", found)
     columns = len(overlays[0]) if overlays else 4  # a row: the scan, then one mask per module
     return plots.image_grid(images, captions, columns=columns, overlays=[o for row in overlays for o in row]), ""
 
@@ -262,26 +282,28 @@ def _figures_sections(runs: list[RunSummary]) -> list[Section]:
             (f"{run.name}_reliability", plots.reliability(ev, run.name)),
         ]
         sections.append(Section(f"{run.name}: ROC (Fig. 5), confusion, calibration", figures=figures))
-        gallery = _gallery(run)
+        gallery, gallery_note = _gallery(run)
         sections.append(
             Section(
                 f"{run.name}: misclassified test scans (Fig. 1)",
-                "" if gallery else "No test scan was misclassified.",
+                gallery_note,
                 figures=[(f"{run.name}_misclassified", gallery)] if gallery else [],
             )
         )
         attention, why = _attention_figure(run)
         health = plots.mask_health(run.epochs, run.name)
         figures = [(f"{run.name}_attention", attention)] if attention else []
+        text = why or (
+            "Each row: a test scan, then the mean soft mask M of each attention module (red = enhanced), "
+            "up-sampled to the scan."
+        )
         if health is not None:
             figures.append((f"{run.name}_attention_health", health))
+            text += " " + HEALTH_NOTE
         sections.append(
             Section(
                 f"{run.name}: attention masks (Fig. 6)",
-                why
-                or "Each row: a test scan, then the mean soft mask M of each attention module (red = enhanced), "
-                "up-sampled to the scan. "
-                + HEALTH_NOTE,
+                text,
                 tables=[_health_table(run)] if health is not None else [],
                 figures=figures,
             )

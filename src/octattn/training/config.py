@@ -17,6 +17,7 @@ import yaml
 from octattn.data.transforms import PREPROCESS_MODES
 from octattn.errors import ConfigError
 from octattn.models import MODEL_NAMES, POLICIES
+from octattn.models.attention import INIT_MODES
 
 
 @dataclass
@@ -33,7 +34,8 @@ class TrainConfig:
     ``image_size``, ``preprocess`` (resize | crop), ``hflip_prob``, ``balance``
     (triple | sampler | none), ``balance_classes``, ``balance_factor``, ``val_fraction``
     (patient-grouped split of the training folder; 0 = use the data's val/ folder),
-    ``skip_bad``, ``num_workers``.
+    ``skip_bad``, ``num_workers`` (loader processes per training process; -1 = what the
+    machine has: its usable cores shared among the processes on this node, at most 8).
     Engine: ``seed``, ``amp`` (auto = bf16 on CUDA, off on CPU), ``channels_last``,
     ``compile``, ``bn`` (train | frozen: every BatchNorm in eval mode),
     ``bn_recalibrate`` (images used to re-estimate BatchNorm statistics before each
@@ -68,7 +70,7 @@ class TrainConfig:
     balance_factor: int = 3
     val_fraction: float = 0.1
     skip_bad: bool = False
-    num_workers: int = 4
+    num_workers: int = -1
     seed: int = 0
     amp: str = "auto"
     channels_last: bool = True
@@ -88,13 +90,15 @@ class TrainConfig:
             "balance": ("triple", "sampler", "none"),
             "amp": ("auto", "bf16", "off"),
             "bn": ("train", "frozen"),
-            "attention_init": ("identity", "he"),
+            "attention_init": INIT_MODES,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
         if self.epochs < 1 or self.batch_size < 1 or self.image_size < 75:
             raise ConfigError("epochs and batch_size must be positive and image_size at least 75")
+        if self.num_workers < -1:
+            raise ConfigError(f"num_workers must be -1 (automatic) or at least 0, got {self.num_workers}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         return self
@@ -155,6 +159,19 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
             raise ConfigError(f"override {item!r} must look like key=value")
         data[key.strip()] = yaml.safe_load(value)
     return config_from_dict(data, origin)
+
+
+def absolute_paths(config: TrainConfig) -> TrainConfig:
+    """The config with ``data``, ``cache`` and ``weights`` as absolute paths, so that a run
+    folder means the same thing from any working directory (``RUN/paths.json`` keeps the
+    path as typed)."""
+
+    def absolute(path: str | None) -> str | None:
+        return str(Path(path).resolve()) if path else path
+
+    return dataclasses.replace(
+        config, data=absolute(config.data), cache=absolute(config.cache), weights=absolute(config.weights)
+    )
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:

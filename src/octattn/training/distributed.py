@@ -37,6 +37,24 @@ class DistInfo:
         return self.world_size > 1
 
 
+MAX_AUTO_WORKERS = 8
+
+
+def loader_workers(requested: int, info: DistInfo) -> int:
+    """Loader processes for one training process: ``requested``, or with -1 the usable cores
+    of this machine shared among the processes on it (torchrun's LOCAL_WORLD_SIZE), at most
+    :data:`MAX_AUTO_WORKERS`. More than the machine has only makes PyTorch warn and the
+    workers compete with training for the same cores."""
+    if requested >= 0:
+        return requested
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if info.distributed else 1
+    return max(0, min(MAX_AUTO_WORKERS, cores // max(local_processes, 1)))
+
+
 def init_distributed() -> DistInfo:
     """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU), or run alone."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
