@@ -324,12 +324,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
     import uvicorn
 
-    from octattn.serve.app import create_app
+    from octattn.serve.app import TOKEN_ENV, check_bind, create_app
 
-    app = create_app(args.model, max_upload_bytes=args.max_upload_mb * 1024 * 1024)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    check_bind(args.host, token, args.allow_unauthenticated)
+    app = create_app(args.model, max_upload_bytes=args.max_upload_mb * 1024 * 1024, token=token)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    access = "token required" if token else "no token (open to anyone who reaches the port)"
+    print(f"serving {args.model} on http://{args.host}:{args.port} ({access})")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
     return 0
 
 
@@ -370,6 +378,14 @@ def _add_inference_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-upload-mb", type=int, default=20, help="largest upload in MiB (default 20)")
+    serve.add_argument(
+        "--token", help="bearer token every request but /healthz must carry (better: the OCTATTN_TOKEN variable)"
+    )
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve beyond this machine without a token (only behind a proxy that authenticates)",
+    )
     serve.set_defaults(handler=_cmd_serve)
 
 

@@ -5,7 +5,15 @@
 * ``POST /v1/predict`` (multipart ``file``): JSON with class, calibrated probabilities,
   referral tier and model id.
 * ``POST /v1/explain`` (multipart ``file``; ``?map=attention|gradcam``): a PNG overlay.
-* ``GET /healthz``: liveness and the model id.
+* ``GET /v1/model``: the model id, class names and input size.
+* ``GET /healthz``: liveness only.
+
+Access: with a token (:func:`create_app`'s ``token``), every route but ``/healthz`` and
+the page itself (a static file that holds no data, and asks a person for the token once)
+needs ``Authorization: Bearer <token>``, compared in constant time; anything else is
+401. Every response carries an ``X-Request-ID``, and the service's one log line per
+request carries the same id, the route, the status and the time, never the upload, its
+name or its content. Uploads stay in memory: they are never written to disk.
 
 Uploads are limited in bytes and pixels and checked by content (never by name or
 declared type); every error is JSON ``{"error": ...}`` with a 4xx status.
@@ -21,7 +29,12 @@ clinic's scans-per-second do not call for it.
 from __future__ import annotations
 
 import hashlib
+import hmac
+import logging
 import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,9 +43,10 @@ import numpy as np
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.formparsers import MultiPartParser
 
 from octattn.data.decode import decode_bytes
-from octattn.errors import BadImageError
+from octattn.errors import BadImageError, OctattnError
 from octattn.explain.attention import mask_maps, normalise_map
 from octattn.explain.gradcam import grad_cam
 from octattn.explain.render import overlay, png_bytes, resize_map
@@ -42,6 +56,10 @@ from octattn.inference.predictor import Predictor
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 25_000_000
 EXPLAIN_SHAPE = (496, 512)  # (height, width): the commonest OCT2017 scan size
+OPEN_PATHS = frozenset({"/", "/healthz"})
+"""Routes that need no token: liveness, and the page's static shell (it holds no data)."""
+
+log = logging.getLogger("octattn.serve")
 
 
 class ServiceError(Exception):
@@ -60,15 +78,85 @@ def model_id(model_path: str | Path) -> str:
     return f"{folder.parent.name if folder.name == 'model' else folder.name}@{digest}"
 
 
+TOKEN_ENV = "OCTATTN_TOKEN"
+
+
+def check_bind(host: str, token: str | None, allow_unauthenticated: bool) -> None:
+    """Refuse to listen beyond this machine without a token, unless told a proxy authenticates.
+
+    Raises:
+        OctattnError: a non-loopback ``host``, no ``token`` and no ``allow_unauthenticated``.
+    """
+    import ipaddress
+
+    if token is not None or allow_unauthenticated:
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        loopback = False
+    if not loopback:
+        raise OctattnError(
+            f"refusing to serve on {host} without a token: anyone who can reach the port could send scans; "
+            f"set {TOKEN_ENV} (or --token), or pass --allow-unauthenticated if a proxy in front authenticates"
+        )
+
+
+def token_matches(given: str, expected: str) -> bool:
+    """Constant-time comparison: the time taken does not reveal how much of a guess was right."""
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
 def create_app(
-    model_path: str | Path, max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS
+    model_path: str | Path,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    token: str | None = None,
 ) -> FastAPI:
-    """Build the service for one bundle (loaded once, at start-up)."""
+    """Build the service for one bundle (loaded once, at start-up).
+
+    Args:
+        model_path: a bundle or run folder.
+        max_upload_bytes, max_pixels: upload limits.
+        token: the bearer token every route but :data:`OPEN_PATHS` requires (``None``: open).
+    """
     predictor = Predictor(model_path)
     identity = model_id(model_path)
     lock = threading.Lock()
     app = FastAPI(title="octattn", description="Retinal OCT B-scan classification", version="1")
     page = (resources.files("octattn.serve") / "page.html").read_text()
+    # Starlette spools an upload part to a temporary file on disk past 1 MiB; patients'
+    # scans must stay in memory, so the spool is made larger than any accepted upload.
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, max_upload_bytes + 1024 * 1024)
+
+    @app.middleware("http")
+    async def guard_and_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request_id = uuid.uuid4().hex[:16]
+        start = time.perf_counter()
+        response: Response
+        if token is not None and request.url.path not in OPEN_PATHS:
+            header = request.headers.get("authorization", "")
+            scheme, _, given = header.partition(" ")
+            if scheme.lower() != "bearer" or not token_matches(given.strip(), token):
+                response = JSONResponse(
+                    {"error": "missing or wrong bearer token (Authorization: Bearer <token>)"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            else:
+                response = await call_next(request)
+        else:
+            response = await call_next(request)
+        response.headers["X-Request-ID"] = request_id
+        log.info(
+            "request_id=%s %s %s %d %.0fms",
+            request_id,
+            request.method,
+            request.url.path,
+            response.status_code,
+            1000 * (time.perf_counter() - start),
+        )
+        return response
 
     @app.exception_handler(ServiceError)
     def service_error(_: Request, exc: ServiceError) -> JSONResponse:
@@ -93,11 +181,21 @@ def create_app(
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
-        return page.replace("{{MODEL_ID}}", identity)
+        return page
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
-        return {"status": "ok", "model": identity}
+        return {"status": "ok"}
+
+    @app.get("/v1/model")
+    def model() -> dict[str, Any]:
+        height, width = predictor.config.preprocess.size
+        return {
+            "model": identity,
+            "class_names": predictor.class_names,
+            "input_size": [height, width],
+            "auth": token is not None,
+        }
 
     @app.post("/v1/predict")
     def predict(file: UploadFile = File(...)) -> dict[str, Any]:  # noqa: B008 (FastAPI's idiom)
