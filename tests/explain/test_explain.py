@@ -53,7 +53,15 @@ def test_explain_cli_writes_attention_and_gradcam_pngs(bundle, plain_bundle, tmp
     scan = write_scan(tmp_path / "scan.jpeg", size=(128, 124))
     assert main(["explain", str(bundle), str(scan), "--out", str(tmp_path / "a")]) == 0
     names = sorted(p.name.split("_", 2)[2] for p in (tmp_path / "a").iterdir())
-    assert names == ["attention_after_13.png", "attention_after_17.png", "attention_after_9.png", "gradcam.png"]
+    assert names == [
+        "attention_after_13.png",
+        "attention_after_13_weighted.png",
+        "attention_after_17.png",
+        "attention_after_17_weighted.png",
+        "attention_after_9.png",
+        "attention_after_9_weighted.png",
+        "gradcam.png",
+    ]
     assert main(["explain", str(plain_bundle), str(scan), "--out", str(tmp_path / "p")]) == 0
     assert [p.name.split("_", 2)[2] for p in (tmp_path / "p").iterdir()] == ["gradcam.png"]
 
@@ -66,9 +74,24 @@ def test_explain_eval_scores_every_map_on_lesion_phantoms(bundle, tmp_path, caps
     import json
 
     result = json.loads((tmp_path / "e.json").read_text())
-    assert set(result["maps"]) == {"attention_after_9", "attention_after_13", "attention_after_17", "gradcam"}
+    modules = ("attention_after_9", "attention_after_13", "attention_after_17")
+    assert set(result["maps"]) == {*modules, *(f"{m}_weighted" for m in modules), "gradcam"}
     assert all(0 <= m["pointing_hit_rate"] <= 1 and m["n"] == 6 for m in result["maps"].values())
     assert set(result["per_class"]["gradcam"]) == {"CNV", "DME", "DRUSEN"}
+
+
+def test_weighted_mask_summary_sees_channels_that_cancel_in_the_mean():
+    from octattn.explain.attention import _summarise
+
+    mask = torch.zeros(1, 2, 1, 2)
+    mask[0, 0, 0] = torch.tensor([1.0, 0.0])  # channel 0 enhances the left position
+    mask[0, 1, 0] = torch.tensor([0.0, 1.0])  # channel 1 the right one: the mean is flat
+    trunk = torch.zeros(1, 2, 1, 2)
+    trunk[0, 0] = 3.0  # channel 0 fires everywhere, channel 1 only weakly
+    trunk[0, 1] = 1.0
+    assert torch.equal(_summarise(mask, trunk, "mean")[0, 0, 0], torch.tensor([0.5, 0.5]))
+    # left: (3 * 1 + 1 * 0) / 4; right: (3 * 0 + 1 * 1) / 4
+    assert torch.allclose(_summarise(mask, trunk, "weighted")[0, 0, 0], torch.tensor([0.75, 0.25]))
 
 
 class _PoolingModel(torch.nn.Module):

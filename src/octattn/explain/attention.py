@@ -1,7 +1,15 @@
 """The attention modules' soft masks over a scan (the paper's Fig. 6).
 
-A module's mask M has the trunk's shape (N, C, h, w); we show its mean over channels,
-bilinearly up-sampled to the scan, where (1 + M) enhances features: bright = enhanced.
+A module's mask M has the trunk's shape (N, C, h, w): one map per channel. Two summaries
+of it, each bilinearly up-sampled to the scan (bright = enhanced):
+
+* ``mean``: the mean over channels, the usual picture (and the paper's, as far as its
+  Fig. 6 shows). Channels that enhance different places cancel out in it.
+* ``weighted``: at each position, the mean of the channels' masks weighted by how strongly
+  each channel of the trunk fires there, ``sum_c |T_c| M_c / sum_c |T_c|``: the gain that
+  ``(1 + M) * T`` actually applies to the features present at that position. A mask that
+  enhances exactly the channels that fire on a lesion lights up the lesion here even when
+  its channel mean is flat.
 """
 
 from __future__ import annotations
@@ -16,25 +24,63 @@ import torch.nn.functional as F
 from octattn.data.decode import load_scan
 from octattn.inference.predictor import Predictor
 from octattn.models import InceptionV4Attention
+from octattn.models.attention import AttentionModule
+
+MASK_SUMMARIES: tuple[str, ...] = ("mean", "weighted")
 
 
-def mask_maps(predictor: Predictor, gray: np.ndarray) -> dict[str, np.ndarray]:
-    """Each attention module's channel-mean mask for one scan, at the scan's size, in [0, 1].
+def _summarise(mask: torch.Tensor, trunk: torch.Tensor, summary: str) -> torch.Tensor:
+    """One ``(1, 1, h, w)`` map from a module's ``(1, C, h, w)`` mask (see the module docstring)."""
+    if summary == "mean":
+        return mask.mean(dim=1, keepdim=True)
+    energy = trunk.abs()
+    return (energy * mask).sum(dim=1, keepdim=True) / energy.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
-    Empty for models without attention. The masks come from the same forward pass that
-    classifies the scan (the modules keep their last mask).
+
+def mask_maps(predictor: Predictor, gray: np.ndarray, summary: str = "mean") -> dict[str, np.ndarray]:
+    """Each attention module's mask for one scan, summarised over channels, at the scan's size.
+
+    Args:
+        predictor: a loaded model.
+        gray: the scan, 8-bit gray.
+        summary: ``"mean"`` or ``"weighted"`` (see the module docstring).
+
+    Returns ``{"after_<block>": map}`` with values in [0, 1]; empty for models without
+    attention. The masks come from the same forward pass that classifies the scan.
     """
+    return {name: maps[summary] for name, maps in summarised_masks(predictor, gray, (summary,)).items()}
+
+
+def summarised_masks(
+    predictor: Predictor, gray: np.ndarray, summaries: Sequence[str] = MASK_SUMMARIES
+) -> dict[str, dict[str, np.ndarray]]:
+    """``{"after_<block>": {summary: map}}`` for one scan, from one forward pass."""
+    unknown = [s for s in summaries if s not in MASK_SUMMARIES]
+    if unknown:
+        raise ValueError(f"unknown mask summary {unknown[0]!r}; expected one of {', '.join(MASK_SUMMARIES)}")
     model = predictor.model
     if not isinstance(model, InceptionV4Attention):
         return {}
-    with torch.no_grad():
-        model(predictor.prepare(gray)[None].to(predictor.device))
-    maps = {}
+    trunks: dict[str, torch.Tensor] = {}
+    hooks = [
+        module.trunk.register_forward_hook(lambda _m, _i, out, key=key: trunks.__setitem__(f"after_{key}", out))
+        for key, module in model.attention.items()
+        if isinstance(module, AttentionModule)
+    ]
+    try:
+        with torch.no_grad():
+            model(predictor.prepare(gray)[None].to(predictor.device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    result: dict[str, dict[str, np.ndarray]] = {}
     for name, mask in model.attention_masks().items():
-        mean = mask.float().mean(dim=1, keepdim=True)
-        up = F.interpolate(mean, size=gray.shape, mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
-        maps[name] = up
-    return maps
+        result[name] = {}
+        for summary in summaries:
+            small = _summarise(mask.float(), trunks[name].float(), summary)
+            up = F.interpolate(small, size=gray.shape, mode="bilinear", align_corners=False)
+            result[name][summary] = up[0, 0].cpu().numpy()
+    return result
 
 
 def normalise_map(values: np.ndarray) -> np.ndarray:

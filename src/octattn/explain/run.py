@@ -13,7 +13,7 @@ from octattn.data.decode import load_scan
 from octattn.data.layout import load_samples
 from octattn.data.synth import mask_path_for
 from octattn.errors import BadImageError, OctattnError
-from octattn.explain.attention import mask_maps, normalise_map
+from octattn.explain.attention import normalise_map, summarised_masks
 from octattn.explain.gradcam import grad_cam
 from octattn.explain.localisation import LocalisationScore, score_map, summarise
 from octattn.explain.render import overlay, png_bytes, resize_map
@@ -24,8 +24,12 @@ DISPLAY_SIZE = (512, 496)  # (width, height): the commonest OCT2017 scan size
 
 
 def saliency_maps(predictor: Predictor, gray: np.ndarray) -> dict[str, np.ndarray]:
-    """Every map of one scan at the scan's size: ``attention_after_<block>`` and ``gradcam``."""
-    maps = {f"attention_{name}": values for name, values in mask_maps(predictor, gray).items()}
+    """Every map of one scan at the scan's size: ``attention_after_<block>`` (channel mean),
+    ``attention_after_<block>_weighted`` (trunk-energy weighted) and ``gradcam``."""
+    maps = {}
+    for name, summaries in summarised_masks(predictor, gray).items():
+        maps[f"attention_{name}"] = summaries["mean"]
+        maps[f"attention_{name}_weighted"] = summaries["weighted"]
     cam, _ = grad_cam(predictor.model, predictor.prepare(gray).to(predictor.device))
     maps["gradcam"] = resize_map(cam, gray.shape)  # computed at the model's input size
     return maps
