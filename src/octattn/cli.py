@@ -170,16 +170,12 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from octattn.evaluation.evaluate import evaluate_model, format_headline, write_evaluation
-    from octattn.inference.bundle import resolve_bundle_dir
-    from octattn.reporting.report import EVALUATION_DIR
+    from octattn.evaluation.evaluate import default_evaluation_dir, evaluate_model, format_headline, write_evaluation
 
     result = evaluate_model(
         args.model, args.data, args.split, tta=args.tta, batch_size=args.batch, skip_bad=args.skip_bad
     )
-    bundle = resolve_bundle_dir(args.model)
-    default = bundle.parent / EVALUATION_DIR if bundle != Path(args.model) else Path(args.model) / EVALUATION_DIR
-    out = Path(args.out) if args.out else default
+    out = Path(args.out) if args.out else default_evaluation_dir(args.model)
     write_evaluation(result, out)
     print(format_headline(result.report))
     for item in result.skipped:
@@ -323,6 +319,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_push(args: argparse.Namespace) -> int:
+    from octattn.inference.publish import push_model
+
+    url = push_model(args.model, args.repo, private=args.private, license_id=args.license)
+    print(f"pushed {args.model} to {url} (load it with `octattn predict hf-hub:{args.repo} ...`)")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
     import os
@@ -343,7 +347,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _add_inference_commands(sub: argparse._SubParsersAction) -> None:
     predict = sub.add_parser("predict", help="classify scans (files, folders, globs, DICOM/.vol/.e2e volumes)")
-    predict.add_argument("model", help="a model bundle or a run folder")
+    predict.add_argument("model", help="a model bundle, a run folder, local-dir:FOLDER or hf-hub:ORG/NAME")
     predict.add_argument("paths", nargs="+", help="image files, folders, glob patterns or volume files")
     predict.add_argument("--out", help="write the predictions to FILE.csv or FILE.json")
     predict.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
@@ -372,6 +376,13 @@ def _add_inference_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("out", help="output .onnx file")
     export.add_argument("--format", choices=["onnx"], default="onnx")
     export.set_defaults(handler=_cmd_export)
+
+    push = sub.add_parser("push", help="publish a model bundle with a model card on the Hugging Face Hub")
+    push.add_argument("model", help="a model bundle or a run folder")
+    push.add_argument("repo", help="the Hub repository, ORG/NAME")
+    push.add_argument("--private", action="store_true", help="create the repository as private")
+    push.add_argument("--license", default="apache-2.0", help="licence in the model card (default apache-2.0)")
+    push.set_defaults(handler=_cmd_push)
 
     serve = sub.add_parser("serve", help="HTTP service with a page (FastAPI + uvicorn)")
     serve.add_argument("model")

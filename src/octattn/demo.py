@@ -16,8 +16,8 @@ from pathlib import Path
 
 from octattn.data.synth import write_phantom_tree
 from octattn.errors import OctattnError
-from octattn.evaluation.evaluate import evaluate_model, format_headline, write_evaluation
-from octattn.reporting.report import EVALUATION_DIR, write_report
+from octattn.evaluation.evaluate import EVALUATION_DIR, evaluate_model, format_headline, write_evaluation
+from octattn.reporting.report import write_report
 from octattn.training.config import load_config
 from octattn.training.loop import train
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from octattn.demo import config_path
 from octattn.errors import OctattnError
 from octattn.evaluation.compare import compare_models
-from octattn.evaluation.evaluate import evaluate_model, write_evaluation
+from octattn.evaluation.evaluate import EVALUATION_DIR, evaluate_model, write_evaluation
 from octattn.io import atomic_write_text
-from octattn.reporting.report import EVALUATION_DIR, write_report
+from octattn.reporting.report import write_report
 from octattn.training.checkpoint import CHECKPOINT_FILE
 from octattn.training.config import load_config
 from octattn.training.loop import train

@@ -31,7 +31,7 @@ def test_bundle_round_trip_is_exact(bundle, tmp_path):  # noqa: F811
 def test_bundle_that_does_not_fit_is_refused(bundle, plain_bundle, tmp_path):  # noqa: F811
     (tmp_path / "mixed").mkdir()
     (tmp_path / "mixed" / "config.json").write_text((bundle / "config.json").read_text())
-    (tmp_path / "mixed" / "weights.safetensors").write_bytes((plain_bundle / "weights.safetensors").read_bytes())
+    (tmp_path / "mixed" / "model.safetensors").write_bytes((plain_bundle / "model.safetensors").read_bytes())
     with pytest.raises(OctattnError, match="does not fit inception_v4_attention"):
         load_bundle(tmp_path / "mixed")
     with pytest.raises(OctattnError, match="not a model bundle"):

@@ -42,13 +42,15 @@ def test_order_two_nests_order_one():
     assert AttentionModule(8, order=1).mask_body.inner is None
 
 
-def test_identity_init_is_uniform_mask_times_input():
-    module = AttentionModule(8, order=2, init="identity").eval()
+@pytest.mark.parametrize(("init", "gain"), [("identity", 1.018), ("gentle", 1.119)])
+def test_near_identity_inits_are_a_uniform_mask_times_input(init, gain):
+    module = AttentionModule(8, order=2, init=init).eval()
     x = torch.randn(2, 8, 9, 9)
     y = module(x)
-    scale = 1 + torch.sigmoid(torch.tensor(MASK_INIT_BIAS))
-    torch.testing.assert_close(y, x * scale)
-    assert torch.allclose(module.last_mask, torch.sigmoid(torch.tensor(MASK_INIT_BIAS)))
+    mask = torch.sigmoid(torch.tensor(MASK_INIT_BIAS[init]))
+    torch.testing.assert_close(y, x * (1 + mask))
+    assert torch.allclose(module.last_mask, mask)
+    assert float(1 + mask) == pytest.approx(gain, abs=1e-3)
 
 
 def test_he_init_is_not_identity():

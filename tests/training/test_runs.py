@@ -131,8 +131,8 @@ def test_two_gloo_processes_match_one_process(phantoms, tmp_path):
         env=env,
     )
     assert double.returncode == 0, double.stderr[-3000:]
-    one = load_file(str(tmp_path / "one" / "model" / "weights.safetensors"))
-    two = load_file(str(tmp_path / "two" / "model" / "weights.safetensors"))
+    one = load_file(str(tmp_path / "one" / "model" / "model.safetensors"))
+    two = load_file(str(tmp_path / "two" / "model" / "model.safetensors"))
     for key in one:
         torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5)
     one_metrics = (tmp_path / "one" / "metrics.csv").read_text().splitlines()[1].split(",")

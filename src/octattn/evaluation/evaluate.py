@@ -91,6 +91,23 @@ def evaluate_model(
     return EvaluationResult(samples, logits, probs, labels, predictor.class_names, report, skipped)
 
 
+EVALUATION_DIR = "evaluation"
+
+
+def default_evaluation_dir(model_path: str | Path) -> Path:
+    """Where ``evaluate`` writes without ``--out``: ``RUN/evaluation`` for a run (or its
+    ``model/``), ``BUNDLE/evaluation`` for another bundle folder, and
+    ``evaluation-ORG-NAME`` in the working directory for a Hub model."""
+    from octattn.inference.bundle import HUB_PREFIX, LOCAL_PREFIX, resolve_bundle_dir
+
+    text = str(model_path)
+    if text.startswith(HUB_PREFIX):
+        return Path(f"evaluation-{text.removeprefix(HUB_PREFIX).replace('/', '-')}")
+    given = Path(text.removeprefix(LOCAL_PREFIX))
+    bundle = resolve_bundle_dir(given)
+    return bundle.parent / EVALUATION_DIR if bundle != given else given / EVALUATION_DIR
+
+
 def write_evaluation(result: EvaluationResult, out_dir: str | Path) -> Path:
     """Write ``predictions.csv`` and ``metrics.json`` (atomically) into ``out_dir``."""
     out = Path(out_dir)

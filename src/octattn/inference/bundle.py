@@ -1,11 +1,17 @@
-"""Model bundles: how a trained model travels. A folder with two files:
+"""Model bundles: how a trained model travels. A folder that is also a timm model folder:
 
-* ``weights.safetensors``: every tensor of the model (loads without executing code);
-* ``config.json``: architecture, class names, pre-processing, calibration temperature
-  and provenance (data, configuration, commit, date).
+* ``model.safetensors``: every tensor of the model (loads without executing code);
+* ``config.json`` in timm's format (``architecture``, ``num_classes``, ``label_names``,
+  ``pretrained_cfg`` with the input size, normalisation and resize, ``model_args``), so
+  ``timm.create_model("local-dir:FOLDER")`` and ``"hf-hub:ORG/NAME"`` build the trained
+  network; plus octattn's own fields under ``"octattn"``: class names, pre-processing,
+  calibration temperature, referral rule and provenance (data, configuration, commit, date).
 
 Loading a bundle needs nothing else and runs no code from it: the architecture is
 rebuilt from :func:`octattn.create_model` by name, and the tensors are loaded strictly.
+Bundles written before the timm layout (``weights.safetensors`` + a flat octattn config,
+version 1) still load. A model may be named by a folder, a run folder holding one in
+``model/``, ``local-dir:FOLDER`` or ``hf-hub:ORG/NAME`` (fetched once into the hub cache).
 """
 
 from __future__ import annotations
@@ -19,17 +25,20 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from octattn.classes import CLASS_NAMES
+from octattn.classes import CLASS_NAMES, REFERRAL_TIER
 from octattn.data.transforms import Preprocess
 from octattn.errors import OctattnError, WeightsError
 from octattn.io import atomic_save, atomic_write_text
 from octattn.models import create_model
-from octattn.models.weights import read_safetensors
+from octattn.models.weights import PRETRAINED_SOURCES, read_safetensors
 
 BUNDLE_FORMAT = "octattn-bundle"
-BUNDLE_VERSION = 1
-WEIGHTS_FILE = "weights.safetensors"
+BUNDLE_VERSION = 2
+WEIGHTS_FILE = "model.safetensors"
+LEGACY_WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
+HUB_PREFIX = "hf-hub:"
+LOCAL_PREFIX = "local-dir:"
 
 
 @dataclass
@@ -43,32 +52,84 @@ class BundleConfig:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for ``config.json``."""
+        """``config.json``: timm's model-folder fields, and octattn's under ``"octattn"``."""
+        arch = dict(self.architecture)
+        name = arch.pop("name")
+        num_classes = int(arch.pop("num_classes", len(self.class_names)))
         return {
-            "format": BUNDLE_FORMAT,
-            "version": BUNDLE_VERSION,
-            "architecture": self.architecture,
-            "class_names": self.class_names,
-            "preprocess": self.preprocess.to_dict(),
-            "calibration": {"temperature": self.temperature},
-            "provenance": self.provenance,
+            "architecture": name,
+            "num_classes": num_classes,
+            "label_names": list(self.class_names),
+            "pretrained_cfg": timm_pretrained_cfg(name, self.preprocess, self.class_names),
+            "model_args": arch,
+            "octattn": {
+                "format": BUNDLE_FORMAT,
+                "version": BUNDLE_VERSION,
+                "class_names": list(self.class_names),
+                "preprocess": self.preprocess.to_dict(),
+                "calibration": {"temperature": self.temperature},
+                "referral": {name: REFERRAL_TIER.get(name, "unknown") for name in self.class_names},
+                "provenance": self.provenance,
+            },
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], origin: str) -> BundleConfig:
-        """Parse ``config.json``, with a clear error for anything else."""
-        if data.get("format") != BUNDLE_FORMAT:
-            raise OctattnError(f"{origin}: not an octattn model bundle config")
+        """Parse ``config.json`` (this layout or version 1's), with a clear error for anything else."""
         try:
+            if data.get("format") == BUNDLE_FORMAT:  # version 1: octattn's flat config
+                return cls(
+                    architecture=dict(data["architecture"]),
+                    preprocess=Preprocess.from_dict(data["preprocess"]),
+                    class_names=list(data["class_names"]),
+                    temperature=float(data.get("calibration", {}).get("temperature", 1.0)),
+                    provenance=dict(data.get("provenance", {})),
+                )
+            ours = data.get("octattn")
+            if not isinstance(ours, dict) or ours.get("format") != BUNDLE_FORMAT:
+                what = (
+                    "a timm model folder without octattn's fields (class names, pre-processing, calibration)"
+                    if "architecture" in data
+                    else "not an octattn model bundle config"
+                )
+                raise OctattnError(f"{origin}: {what}")
             return cls(
-                architecture=dict(data["architecture"]),
-                preprocess=Preprocess.from_dict(data["preprocess"]),
-                class_names=list(data["class_names"]),
-                temperature=float(data.get("calibration", {}).get("temperature", 1.0)),
-                provenance=dict(data.get("provenance", {})),
+                architecture={
+                    "name": str(data["architecture"]),
+                    "num_classes": int(data["num_classes"]),
+                    **dict(data.get("model_args", {})),
+                },
+                preprocess=Preprocess.from_dict(ours["preprocess"]),
+                class_names=list(ours["class_names"]),
+                temperature=float(ours.get("calibration", {}).get("temperature", 1.0)),
+                provenance=dict(ours.get("provenance", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise OctattnError(f"{origin}: incomplete bundle config ({exc})") from exc
+
+
+def timm_pretrained_cfg(name: str, preprocess: Preprocess, class_names: list[str]) -> dict[str, Any]:
+    """timm's ``pretrained_cfg`` for a bundle: what ``timm.data.resolve_data_config`` reads.
+
+    The input is the bundle's own (channels, size, normalisation, interpolation), resized
+    directly to it without keeping the aspect ratio (``crop_mode="squash"``, the paper's
+    direct resize).
+    """
+    source = PRETRAINED_SOURCES[name]
+    height, width = preprocess.size
+    channels = preprocess.in_chans
+    return {
+        "input_size": [channels, height, width],
+        "interpolation": preprocess.interpolation,
+        "mean": [preprocess.mean] * channels,
+        "std": [preprocess.std] * channels,
+        "crop_pct": 1.0,
+        "crop_mode": "squash",
+        "num_classes": len(class_names),
+        "first_conv": source.first_conv,
+        "classifier": source.classifier,
+        "label_names": list(class_names),
+    }
 
 
 def architecture_of(model_name: str, model: nn.Module) -> dict[str, Any]:
@@ -85,12 +146,39 @@ def architecture_of(model_name: str, model: nn.Module) -> dict[str, Any]:
 
 
 def resolve_bundle_dir(path: str | Path) -> Path:
-    """A bundle folder itself, or a run folder holding one in ``model/``."""
-    path = Path(path)
+    """A bundle folder: itself, a run folder's ``model/``, ``local-dir:FOLDER``, or
+    ``hf-hub:ORG/NAME`` (its two files fetched once into the hub cache)."""
+    text = str(path)
+    if text.startswith(HUB_PREFIX):
+        return fetch_hub_bundle(text.removeprefix(HUB_PREFIX))
+    path = Path(text.removeprefix(LOCAL_PREFIX))
     for candidate in (path, path / "model"):
-        if (candidate / CONFIG_FILE).is_file() and (candidate / WEIGHTS_FILE).is_file():
+        if (candidate / CONFIG_FILE).is_file() and weights_file(candidate).is_file():
             return candidate
     raise OctattnError(f"{path}: not a model bundle (no {CONFIG_FILE} + {WEIGHTS_FILE}) nor a run folder with one")
+
+
+def weights_file(folder: Path) -> Path:
+    """The weights of a bundle folder (``model.safetensors``, or version 1's name)."""
+    legacy = folder / LEGACY_WEIGHTS_FILE
+    return legacy if legacy.is_file() and not (folder / WEIGHTS_FILE).is_file() else folder / WEIGHTS_FILE
+
+
+def fetch_hub_bundle(repo_id: str) -> Path:
+    """Download (or find in the hub cache) a bundle published with ``octattn push``."""
+    from octattn.hub import HubUnavailable, hub_file
+
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise OctattnError(f"{HUB_PREFIX}{repo_id}: a Hub model is named hf-hub:ORG/NAME")
+    instead = "copy the model folder here and pass its path"
+    try:
+        config = hub_file(repo_id, CONFIG_FILE, "model", instead)
+        weights = hub_file(repo_id, WEIGHTS_FILE, "model", instead)
+    except HubUnavailable as exc:
+        raise OctattnError(str(exc)) from exc
+    if config.parent != weights.parent:  # the hub cache keeps one snapshot folder per revision
+        raise OctattnError(f"{HUB_PREFIX}{repo_id}: config and weights came from different revisions")
+    return config.parent
 
 
 def save_bundle(out_dir: str | Path, model: nn.Module, config: BundleConfig) -> Path:
@@ -101,6 +189,7 @@ def save_bundle(out_dir: str | Path, model: nn.Module, config: BundleConfig) -> 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_save(out / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
     atomic_write_text(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=1))
+    (out / LEGACY_WEIGHTS_FILE).unlink(missing_ok=True)  # a version-1 file would shadow nothing, but confuse
     return out
 
 
@@ -125,10 +214,11 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[n
     arch = dict(config.architecture)
     name = arch.pop("name")
     model = create_model(name, **arch)
-    state = read_safetensors(folder / WEIGHTS_FILE)
+    weights = weights_file(folder)
+    state = read_safetensors(weights)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())[:300]
-        raise WeightsError(f"{folder / WEIGHTS_FILE}: does not fit {name} ({detail})") from None
+        raise WeightsError(f"{weights}: does not fit {name} ({detail})") from None
     return model.to(device).eval(), config

@@ -70,7 +70,8 @@ def _units(channels: int, count: int) -> nn.Sequential:
     return nn.Sequential(*[ResidualUnit(channels) for _ in range(count)])
 
 
-def _upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Bilinear up-sampling of ``x`` to the exact spatial size of ``like``."""
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
@@ -104,7 +105,13 @@ class SoftMaskHourglass(nn.Module):
         y = self.down(F.max_pool2d(x, kernel_size=3, stride=2, padding=1))
         if self.inner is not None and self.skip is not None:
             y = self.inner(y) + self.skip(y)
-        return _upsample_to(self.up(y), x)
+        return upsample_to(self.up(y), x)
+
+
+def _fx_tracing() -> bool:
+    """Whether torch.fx is tracing (the mask would be a proxy, not a tensor)."""
+    tracing = getattr(torch.fx._symbolic_trace, "is_fx_symbolic_tracing", torch.fx._symbolic_trace.is_fx_tracing)
+    return bool(tracing())
 
 
 class AttentionModule(nn.Module):
@@ -183,6 +190,9 @@ class AttentionModule(nn.Module):
         x = self.pre(x)
         trunk = self.trunk(x)
         mask = torch.sigmoid(self.mask_head(self.mask_body(x)))
-        if not torch.compiler.is_compiling():  # a side effect compile and export must not trace
-            self.last_mask = mask.detach()
+        # A side effect that TorchScript, torch.compile and export must not trace. Two `if`s:
+        # TorchScript skips a block under `if not torch.jit.is_scripting()` only on its own.
+        if not torch.jit.is_scripting():  # noqa: SIM102
+            if not torch.compiler.is_compiling() and not _fx_tracing():
+                self.last_mask = mask.detach()
         return self.post((1 + mask) * trunk)

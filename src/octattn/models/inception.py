@@ -12,16 +12,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
-from timm.data import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD
-from timm.models import generate_default_cfgs, register_model
+from timm.layers import register_notrace_function
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
 from timm.models.inception_v4 import InceptionV4
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from octattn.errors import ConfigError
+from octattn.models import attention as attention_blocks
 from octattn.models.attention import AttentionModule, InitMode
+
+# FX traces Python code with proxies: the bilinear up-sampling to another tensor's size
+# must stay one call in the graph (as timm does for its own size-dependent helpers).
+register_notrace_function(attention_blocks.upsample_to)
 
 
 @dataclass(frozen=True)
@@ -111,15 +118,103 @@ class InceptionV4Attention(InceptionV4):
             self.attention[str(item.after)] = AttentionModule(
                 channels[item.after], order=item.order, p=p, t=t, r=r, init=attention_init
             )
+        # timm's stage taps, each after its attention module where one follows the block.
+        self.feature_info = [
+            {**info, "module": f"attention.{end}" if str(end) in self.attention else f"features.{end}"}
+            for info, end in zip(self.feature_info, self.stage_ends, strict=True)
+        ]
+        self.grad_checkpointing = False
+
+    @torch.jit.ignore  # type: ignore[misc,untyped-decorator,unused-ignore]
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's and module's activations in backward instead of keeping them.
+
+        Trades about a third more compute for memory, so that a GPU trains at a larger batch.
+        """
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore  # type: ignore[misc,untyped-decorator,unused-ignore]
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter groups: an attention module joins the block it follows."""
+        return {"stem": r"^features\.[012]\.", "blocks": r"^(?:features|attention)\.(\d+)"}
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Run the backbone, applying each attention module after its block."""
+        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
+            return self._checkpointed_features(x)
         for index, block in enumerate(self.features):
             x = block(x)
-            key = str(index)
-            if key in self.attention:
-                x = self.attention[key](x)
+            # A loop over the modules rather than a lookup by key: TorchScript indexes a
+            # ModuleDict only with constants, and three string comparisons cost nothing.
+            for key, module in self.attention.items():
+                if key == str(index):
+                    x = module(x)
         return x
+
+    @torch.jit.ignore  # type: ignore[misc,untyped-decorator,unused-ignore]
+    def _checkpointed_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self._stages(x, checkpointed=True)[0]
+
+    def _stages(
+        self, x: torch.Tensor, checkpointed: bool = False, keep: Sequence[int] = (), last: int = -1
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Blocks and modules in order; the outputs of the blocks in ``keep`` (after their
+        module), stopping after block ``last`` (-1: all)."""
+        kept = []
+        for index, block in enumerate(self.features):
+            if 0 <= last < index:
+                break
+            steps = [block] + ([self.attention[str(index)]] if str(index) in self.attention else [])
+            for step in steps:
+                x = checkpoint(step, x, use_reentrant=False) if checkpointed else step(x)
+            if index in keep:
+                kept.append(x)
+        return x, kept
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's feature interface: the stage outputs of :attr:`feature_info` (after attention).
+
+        Args:
+            x: input images.
+            indices: the last n stages for an int, all for ``None``, or the stage indices.
+            norm: unused (the network has no final norm).
+            stop_early: stop after the last stage asked for.
+            output_fmt: only ``"NCHW"``.
+            intermediates_only: return the stage outputs alone.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError("output_fmt must be NCHW")
+        take, max_index = feature_take_indices(len(self.stage_ends), indices)
+        take_blocks = [self.stage_ends[i] for i in take]
+        last_block = self.stage_ends[max_index] if stop_early else -1
+        checkpointed = self.grad_checkpointing and self.training
+        x, intermediates = self._stages(x, checkpointed, take_blocks, last_block)
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the blocks, modules and head that the stages asked for do not need."""
+        take, max_index = feature_take_indices(len(self.stage_ends), indices)
+        last_block = self.stage_ends[max_index]
+        if max_index < len(self.stage_ends) - 1:
+            self.num_features = self.head_hidden_size = cast(int, self.feature_info[max_index]["num_chs"])
+        self.features = self.features[: last_block + 1]
+        for key in [k for k in self.attention if int(k) > last_block]:
+            del self.attention[key]
+        if prune_head or max_index < len(self.stage_ends) - 1:
+            self.reset_classifier(0, "")
+        return list(take)
 
     def attention_masks(self) -> dict[str, torch.Tensor]:
         """Soft masks of the last forward pass, keyed ``"after_<block>"`` (N, C, H, W)."""
@@ -135,35 +230,69 @@ class InceptionV4Attention(InceptionV4):
         return [asdict(item) for item in self.placement]
 
 
+INPUT_SIZE = (1, 299, 299)
+"""What the paper feeds the network: one gray channel, resized directly to 299x299."""
+
+_OCT_CFG = {
+    "num_classes": 4,
+    "input_size": INPUT_SIZE,
+    "pool_size": (8, 8),
+    "crop_pct": 1.0,
+    "crop_mode": "squash",  # the paper's direct resize, aspect ratio not kept
+    "interpolation": "bicubic",
+    "mean": (0.5,),
+    "std": (0.5,),
+    "first_conv": "features.0.conv",
+    "classifier": "last_linear",
+    "label_names": ("CNV", "DME", "DRUSEN", "NORMAL"),
+    "license": "apache-2.0",
+}
+
 default_cfgs = generate_default_cfgs(
     {
-        "inception_v4_attention.untrained": {
-            "num_classes": 4,
-            "input_size": (1, 299, 299),
-            "pool_size": (8, 8),
-            "crop_pct": 1.0,
-            "interpolation": "bicubic",
-            "mean": IMAGENET_INCEPTION_MEAN,
-            "std": IMAGENET_INCEPTION_STD,
-            "first_conv": "features.0.conv",
-            "classifier": "last_linear",
-        }
+        # The ImageNet backbone of the paper's transfer learning (timm's Inception-v4
+        # weights; the attention modules and the 4-way classifier start from their init).
+        "inception_v4_attention.tf_in1k": {
+            **_OCT_CFG,
+            "hf_hub_id": "timm/inception_v4.tf_in1k",
+            "num_classes": 1000,
+            "input_size": (3, 299, 299),
+            "mean": (0.5, 0.5, 0.5),
+            "std": (0.5, 0.5, 0.5),
+            "label_names": None,
+        },
+        # The default (the '*' marks it, as the other tag has weights): the paper's
+        # network, untrained, for gray 299 px scans.
+        "inception_v4_attention.untrained*": _OCT_CFG,
     }
 )
+
+
+def _keep_new_layers(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """An ImageNet checkpoint holds no attention module: those keep their init, and every
+    other tensor still loads strictly."""
+    new = {k: v for k, v in model.state_dict().items() if k.startswith("attention.") and k not in state_dict}
+    return {**state_dict, **new}
 
 
 @register_model  # type: ignore[untyped-decorator,unused-ignore]
 def inception_v4_attention(pretrained: bool = False, **kwargs: Any) -> InceptionV4Attention:
     """timm entry point: ``timm.create_model("inception_v4_attention", ...)``.
 
-    Pretrained backbone weights are loaded by :func:`octattn.create_model` (``pretrained``
-    or ``weights=PATH``), which checks every key; this entry point builds the network only.
+    Built by timm's own builder, so ``pretrained_cfg``, ``feature_info``,
+    ``features_only=True``, ``local-dir:`` and ``hf-hub:`` work as for any timm model.
+    ``pretrained=True`` with the ``.tf_in1k`` tag loads ImageNet backbone weights (the
+    attention modules keep their init);
+    :func:`octattn.create_model` loads them with a strict check of every backbone key.
     """
-    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
-        kwargs.pop(key, None)
-    if pretrained:
-        raise ValueError("use octattn.create_model('inception_v4_attention', pretrained=True) for pretrained weights")
-    return InceptionV4Attention(**kwargs)
+    return build_model_with_cfg(
+        InceptionV4Attention,
+        "inception_v4_attention",
+        pretrained,
+        pretrained_filter_fn=_keep_new_layers,
+        feature_cfg={"feature_cls": "getter"},
+        **kwargs,
+    )
 
 
 def attention_modules(model: nn.Module) -> Sequence[AttentionModule]:

@@ -26,11 +26,11 @@ import yaml
 
 from octattn.data.decode import load_scan
 from octattn.errors import OctattnError
+from octattn.evaluation.evaluate import EVALUATION_DIR
 from octattn.io import atomic_write_bytes, atomic_write_text
 from octattn.reporting import plots
 from octattn.run_paths import RunPaths
 
-EVALUATION_DIR = "evaluation"
 MAX_GALLERY = 8
 
 

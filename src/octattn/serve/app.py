@@ -50,7 +50,7 @@ from octattn.errors import BadImageError, OctattnError
 from octattn.explain.attention import mask_maps, normalise_map
 from octattn.explain.gradcam import grad_cam
 from octattn.explain.render import overlay, png_bytes, resize_map
-from octattn.inference.bundle import WEIGHTS_FILE, resolve_bundle_dir
+from octattn.inference.bundle import HUB_PREFIX, resolve_bundle_dir, weights_file
 from octattn.inference.predictor import Predictor
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -72,9 +72,13 @@ class ServiceError(Exception):
 
 
 def model_id(model_path: str | Path) -> str:
-    """``<architecture>@<first 12 hex of the weights' SHA-256>``: names exactly one model."""
+    """``<name>@<first 12 hex of the weights' SHA-256>``: names exactly one model. The name is
+    the run's (a run's bundle is ``RUN/model``), the folder's, or the Hub repository's."""
     folder = resolve_bundle_dir(model_path)
-    digest = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256(weights_file(folder).read_bytes()).hexdigest()[:12]
+    text = str(model_path)
+    if text.startswith(HUB_PREFIX):
+        return f"{text.removeprefix(HUB_PREFIX)}@{digest}"
     return f"{folder.parent.name if folder.name == 'model' else folder.name}@{digest}"
 
 
