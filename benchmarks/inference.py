@@ -1,112 +1,188 @@
-"""CPU inference: eager PyTorch vs torch.compile vs ONNX Runtime, latency and throughput.
+"""CPU inference: every path octattn offers, their speed, and their agreement with fp32.
 
-Run: ``.venv/bin/python -m benchmarks.inference [--size 299]``. The attention model with
-random weights (speed does not depend on them), one process, all cores; batch-1 latency
-(median of 10) and batch-32 throughput (median of 3), each after warm-up.
+Run: ``.venv/bin/python -m benchmarks.inference [--size 299] [--model BUNDLE]``.
+
+Speed: the attention model (random weights: speed does not depend on them), one process,
+all cores, batch-1 latency (median of 10) and batch-16 throughput (median of 3), each
+after warm-up, for: eager fp32 (default layout, and channels_last: octattn's path), bf16
+autocast, torch.compile, ONNX Runtime fp32 and int8 (static QDQ, calibrated on real scans).
+
+Agreement: a *trained* bundle (``--model``; default: the newest ``runs/demo-*/run/model``)
+predicts the 206 real scans of ``../shared/data/oct2017-mini`` under every precision and
+backend; each is compared with fp32 eager: the share of scans given the same class, and
+the largest difference of a calibrated probability.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from benchmarks.common import median_time, write_results
+from benchmarks.common import REAL_DATA, REPO, median_time, write_results
 from octattn.data.transforms import Preprocess
 from octattn.inference.bundle import BundleConfig, architecture_of, save_bundle
-from octattn.inference.onnx_export import export_onnx
+from octattn.inference.onnx_export import OnnxPredictor, export_onnx
+from octattn.inference.predictor import Predictor
 from octattn.models import create_model
+from octattn.precision import cpu_has_native_bf16
+
+BATCH = 16
 
 
 def _measure(run: Callable[[np.ndarray], object], size: int) -> tuple[float, float]:
     one = np.random.default_rng(0).standard_normal((1, 1, size, size)).astype(np.float32)
-    many = np.random.default_rng(1).standard_normal((32, 1, size, size)).astype(np.float32)
+    many = np.random.default_rng(1).standard_normal((BATCH, 1, size, size)).astype(np.float32)
     latency = median_time(lambda: run(one), repeats=10, warmup=2)
-    throughput = 32 / median_time(lambda: run(many), repeats=3, warmup=1)
+    throughput = BATCH / median_time(lambda: run(many), repeats=3, warmup=1)
     return latency * 1000, throughput
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size", type=int, default=299)
-    args = parser.parse_args()
+def _row(run: Callable[[np.ndarray], object], size: int) -> dict[str, float]:
+    latency, throughput = _measure(run, size)
+    return {"latency_ms": latency, "images_per_s": throughput}
+
+
+def _real_scans() -> list[Path]:
+    return sorted(p for p in REAL_DATA.rglob("*") if p.is_file() and p.suffix.lower() in (".jpeg", ".jpg", ".png"))
+
+
+def _newest_demo_model() -> Path | None:
+    runs = sorted((REPO / "runs").glob("demo-*/run/model"), key=lambda p: p.stat().st_mtime)
+    return runs[-1] if runs else None
+
+
+def speed(size: int, work: Path) -> tuple[dict[str, dict[str, float]], float]:
+    """Throughput and latency of every path at ``size`` px (random weights)."""
     torch.manual_seed(0)
     model = create_model("inception_v4_attention").eval()
     results: dict[str, dict[str, float]] = {}
 
-    def eager_default(x: np.ndarray) -> object:
-        with torch.no_grad():
-            return model(torch.from_numpy(x))
+    def eager(layout: torch.memory_format, dtype: torch.dtype | None) -> Callable[[np.ndarray], object]:
+        def run(x: np.ndarray) -> object:
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
+                return model(torch.from_numpy(x).contiguous(memory_format=layout))
 
-    def eager(x: np.ndarray) -> object:  # what octattn's Predictor runs
-        with torch.no_grad():
-            return model(torch.from_numpy(x).contiguous(memory_format=torch.channels_last))
+        return run
 
-    results["eager PyTorch, default layout"] = dict(
-        zip(("latency_ms", "images_per_s"), _measure(eager_default, args.size), strict=True)
-    )
+    results["eager fp32, default layout"] = _row(eager(torch.contiguous_format, None), size)
     model.to(memory_format=torch.channels_last)
-    results["eager PyTorch, channels_last (octattn)"] = dict(
-        zip(("latency_ms", "images_per_s"), _measure(eager, args.size), strict=True)
+    results["eager fp32, channels_last (octattn fp32)"] = _row(eager(torch.channels_last, None), size)
+    results["eager bf16 autocast, channels_last (octattn bf16)"] = _row(
+        eager(torch.channels_last, torch.bfloat16), size
     )
     compiled = torch.compile(model)
     start = time.perf_counter()
     with torch.no_grad():
-        compiled(torch.zeros(1, 1, args.size, args.size))
-        compiled(torch.zeros(32, 1, args.size, args.size))
+        compiled(torch.zeros(1, 1, size, size).contiguous(memory_format=torch.channels_last))
+        compiled(torch.zeros(BATCH, 1, size, size).contiguous(memory_format=torch.channels_last))
     compile_seconds = time.perf_counter() - start
 
     def compiled_run(x: np.ndarray) -> object:
         with torch.no_grad():
             return compiled(torch.from_numpy(x).contiguous(memory_format=torch.channels_last))
 
-    results["torch.compile"] = dict(zip(("latency_ms", "images_per_s"), _measure(compiled_run, args.size), strict=True))
+    results["torch.compile fp32"] = _row(compiled_run, size)
     import onnxruntime
 
-    with tempfile.TemporaryDirectory() as tmp:
-        config = BundleConfig(architecture_of("inception_v4_attention", model), Preprocess(size=(args.size, args.size)))
-        bundle = save_bundle(Path(tmp) / "model", model, config)
-        onnx_path = export_onnx(bundle, Path(tmp) / "m.onnx")
-        session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        reference = eager(np.ones((2, 1, args.size, args.size), dtype=np.float32))
-        check = session.run(None, {"scan": np.ones((2, 1, args.size, args.size), dtype=np.float32)})[0]
-        difference = float(np.abs(np.asarray(reference) - check).max())
+    config = BundleConfig(architecture_of("inception_v4_attention", model), Preprocess(size=(size, size)))
+    bundle = save_bundle(work / "speed-model", model, config)
+    for name, path in (
+        ("ONNX Runtime fp32", export_onnx(bundle, work / "speed-fp32.onnx")),
+        (
+            "ONNX Runtime int8 (QDQ)",
+            export_onnx(bundle, work / "speed-int8.onnx", quantize="int8", calibration=REAL_DATA),
+        ),
+    ):
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
-        def ort_run(x: np.ndarray) -> object:
+        def ort_run(x: np.ndarray, session: Any = session) -> object:
             return session.run(None, {"scan": x})
 
-        results["ONNX Runtime"] = dict(zip(("latency_ms", "images_per_s"), _measure(ort_run, args.size), strict=True))
-    base = results["eager PyTorch, channels_last (octattn)"]["images_per_s"]
+        results[name] = _row(ort_run, size)
+    return results, compile_seconds
+
+
+def agreement(model_path: Path, work: Path) -> dict[str, dict[str, float]]:
+    """Each path against fp32 eager on the real scans: same class share, largest probability gap."""
+    scans = _real_scans()
+    reference = Predictor(model_path, precision="fp32").predict_files(scans, 16).predictions
+    paths: dict[str, Predictor] = {
+        "eager bf16 autocast": Predictor(model_path, precision="bf16"),
+        "ONNX Runtime fp32": OnnxPredictor(model_path, export_onnx(model_path, work / "agree-fp32.onnx")),
+        "ONNX Runtime int8 (QDQ)": OnnxPredictor(
+            model_path,
+            export_onnx(model_path, work / "agree-int8.onnx", quantize="int8", calibration=REAL_DATA / "train"),
+        ),
+    }
+    found = {}
+    for name, predictor in paths.items():
+        rows = predictor.predict_files(scans, 16).predictions
+        same = [a.label == b.label for a, b in zip(reference, rows, strict=True)]
+        gap = max(
+            abs(a.probabilities[c] - b.probabilities[c])
+            for a, b in zip(reference, rows, strict=True)
+            for c in a.probabilities
+        )
+        found[name] = {"scans": len(rows), "class_agreement": float(np.mean(same)), "max_probability_difference": gap}
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=299)
+    parser.add_argument("--model", help="a trained bundle for the agreement check (default: the newest demo model)")
+    args = parser.parse_args()
+    logging.getLogger("root").setLevel(logging.ERROR)  # onnxruntime's quantizer warns per BatchNorm weight
+    model_path = Path(args.model) if args.model else _newest_demo_model()
+    with tempfile.TemporaryDirectory() as tmp:
+        results, compile_seconds = speed(args.size, Path(tmp))
+        agreed = agreement(model_path, Path(tmp)) if model_path and REAL_DATA.is_dir() else {}
+    base = results["eager fp32, channels_last (octattn fp32)"]["images_per_s"]
     rows = [
         f"| {name} | {r['latency_ms']:.0f} | {r['images_per_s']:.1f} | {r['images_per_s'] / base:.2f}x |"
         for name, r in results.items()
     ]
-    table = "\n".join(
-        [
-            f"| backend (attention model, {args.size} px, CPU) | batch-1 latency ms | batch-32 img/s "
-            "| vs octattn eager |",
-            "| --- | ---: | ---: | ---: |",
-            *rows,
+    lines = [
+        f"| path (attention model, {args.size} px, CPU) | batch-1 latency ms | batch-{BATCH} img/s | vs octattn fp32 |",
+        "| --- | ---: | ---: | ---: |",
+        *rows,
+        "",
+        f"Native bf16 on this CPU: {'yes' if cpu_has_native_bf16() else 'no'}. torch.compile's first calls took "
+        f"{compile_seconds:.0f} s.",
+    ]
+    if agreed:
+        scans = next(iter(agreed.values()))["scans"]
+        lines += [
             "",
-            f"torch.compile's first calls took {compile_seconds:.0f} s; ONNX logits differ from eager by at most "
-            f"{difference:.1e}.",
+            f"| agreement with fp32 eager ({scans} real scans, {model_path.name}) | same class "
+            "| largest probability difference |",
+            "| --- | ---: | ---: |",
+            *(
+                f"| {name} | {100 * a['class_agreement']:.1f}% | {a['max_probability_difference']:.4f} |"
+                for name, a in agreed.items()
+            ),
         ]
-    )
     write_results(
         "inference",
         {
             "size": args.size,
+            "batch": BATCH,
+            "native_bf16": cpu_has_native_bf16(),
             "results": results,
             "compile_seconds": compile_seconds,
-            "onnx_max_logit_difference": difference,
+            "agreement_model": str(model_path),
+            "agreement": agreed,
         },
-        table,
+        "\n".join(lines),
     )
     return 0
 

@@ -1,4 +1,5 @@
-"""Peak resident memory: a training step at batch 32 and 299 px, and (``--demo``) ``octattn demo``.
+"""Peak resident memory: a training step at batch 32 and 299 px (with and without gradient
+checkpointing), and (``--demo``) ``octattn demo``.
 
 Run: ``.venv/bin/python -m benchmarks.memory [--demo]``. Each case runs in its own process
 and reports that process's peak resident set size (``ru_maxrss`` of the child), so
@@ -21,6 +22,7 @@ from torch import nn
 from octattn.models import create_model, param_groups
 from octattn.training.steps import set_model_mode
 model = create_model("inception_v4_attention").to(memory_format=torch.channels_last)
+model.set_grad_checkpointing({checkpointing})
 optimizer = torch.optim.SGD(param_groups(model, "{policy}"), momentum=0.9)
 set_model_mode(model, "train")
 x = torch.randn(32, 1, 299, 299).to(memory_format=torch.channels_last)
@@ -48,9 +50,12 @@ def main() -> int:
     parser.add_argument("--demo", action="store_true", help="also run the whole demo (about 4 minutes)")
     args = parser.parse_args()
     results = {}
-    for policy in ("paper", "all"):
-        results[f"training step, batch 32, 299 px, policy {policy}"] = _child_peak_mib(
-            [sys.executable, "-c", TRAIN_STEP.format(policy=policy)]
+    for policy, checkpointing in (("paper", False), ("all", False), ("paper", True), ("all", True)):
+        name = f"training step, batch 32, 299 px, policy {policy}" + (
+            ", gradient checkpointing" if checkpointing else ""
+        )
+        results[name] = _child_peak_mib(
+            [sys.executable, "-c", TRAIN_STEP.format(policy=policy, checkpointing=checkpointing)]
         )
     if args.demo:
         with tempfile.TemporaryDirectory() as tmp:

@@ -173,7 +173,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from octattn.evaluation.evaluate import default_evaluation_dir, evaluate_model, format_headline, write_evaluation
 
     result = evaluate_model(
-        args.model, args.data, args.split, tta=args.tta, batch_size=args.batch, skip_bad=args.skip_bad
+        args.model,
+        args.data,
+        args.split,
+        tta=args.tta,
+        batch_size=args.batch,
+        skip_bad=args.skip_bad,
+        precision=args.precision,
     )
     out = Path(args.out) if args.out else default_evaluation_dir(args.model)
     write_evaluation(result, out)
@@ -217,6 +223,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="auto (default): bf16 where the CPU or GPU computes it natively, else fp32",
+    )
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    _add_precision(parser)
+    parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
+    parser.add_argument("--onnx", help="the ONNX file for --backend onnxruntime (fp32 or int8 from export)")
+
+
 def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("evaluate", help="metrics with confidence intervals on a labelled split")
     evaluate.add_argument("model", help="a model bundle or a run folder")
@@ -228,6 +249,7 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--tta", action="store_true", help="average with the horizontally flipped scan")
     evaluate.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     evaluate.add_argument("--skip-bad", action="store_true", help="leave out unreadable images and list them")
+    _add_precision(evaluate)
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     compare = sub.add_parser("compare", help="two models on the same images: McNemar and paired intervals")
@@ -264,17 +286,9 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from octattn.inference.batch import predict_paths
     from octattn.inference.inputs import expand_inputs
-    from octattn.inference.predictor import Predictor
+    from octattn.inference.onnx_export import make_predictor
 
-    if args.backend == "onnxruntime":
-        from octattn.inference.onnx_export import OnnxPredictor
-
-        if not args.onnx:
-            print("octattn: error: --backend onnxruntime needs --onnx FILE.onnx", file=sys.stderr)
-            return 2
-        predictor: Predictor = OnnxPredictor(args.model, args.onnx, tta=args.tta)
-    else:
-        predictor = Predictor(args.model, tta=args.tta)
+    predictor = make_predictor(args.model, args.backend, args.onnx, args.precision, tta=args.tta)
     run = predict_paths(predictor, expand_inputs(args.paths), args.batch)
     for line in run.table():
         print(line)
@@ -290,7 +304,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from octattn.explain.run import explain_images
     from octattn.inference.inputs import expand_inputs
 
-    written, failures = explain_images(args.model, expand_inputs(args.images), args.out)
+    written, failures = explain_images(args.model, expand_inputs(args.images), args.out, precision=args.precision)
     for path in written:
         print(path)
     for failure in failures:
@@ -314,8 +328,9 @@ def _cmd_explain_eval(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from octattn.inference.onnx_export import export_onnx
 
-    path = export_onnx(args.model, args.out)
-    print(f"ONNX model written to {path} (input 'scan' N x C x H x W, output 'logits'; dynamic batch)")
+    path = export_onnx(args.model, args.out, quantize=args.quantize, calibration=args.calibration)
+    kind = "int8 (QDQ, per-channel weights)" if args.quantize else "fp32"
+    print(f"ONNX model written to {path}: {kind}; input 'scan' N x C x H x W, output 'logits'; dynamic batch")
     return 0
 
 
@@ -337,10 +352,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
     check_bind(args.host, token, args.allow_unauthenticated)
-    app = create_app(args.model, max_upload_bytes=args.max_upload_mb * 1024 * 1024, token=token)
+    app = create_app(
+        args.model,
+        max_upload_bytes=args.max_upload_mb * 1024 * 1024,
+        token=token,
+        precision=args.precision,
+        backend=args.backend,
+        onnx_path=args.onnx,
+    )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     access = "token required" if token else "no token (open to anyone who reaches the port)"
-    print(f"serving {args.model} on http://{args.host}:{args.port} ({access})")
+    print(f"serving {args.model} on http://{args.host}:{args.port} ({access}; {app.state.engine})")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
     return 0
 
@@ -352,8 +374,7 @@ def _add_inference_commands(sub: argparse._SubParsersAction) -> None:
     predict.add_argument("--out", help="write the predictions to FILE.csv or FILE.json")
     predict.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
     predict.add_argument("--tta", action="store_true", help="average with the horizontally flipped scan")
-    predict.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
-    predict.add_argument("--onnx", help="the ONNX file for --backend onnxruntime")
+    _add_engine_options(predict)
     predict.add_argument("--verbose", action="store_true", help="also show the volume readers' own log lines")
     predict.set_defaults(handler=_cmd_predict)
 
@@ -361,6 +382,7 @@ def _add_inference_commands(sub: argparse._SubParsersAction) -> None:
     explain.add_argument("model")
     explain.add_argument("images", nargs="+")
     explain.add_argument("--out", required=True, help="output folder")
+    _add_precision(explain)
     explain.set_defaults(handler=_cmd_explain)
 
     explain_eval = sub.add_parser("explain-eval", help="score attention and Grad-CAM localisation on phantoms")
@@ -375,6 +397,8 @@ def _add_inference_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("model")
     export.add_argument("out", help="output .onnx file")
     export.add_argument("--format", choices=["onnx"], default="onnx")
+    export.add_argument("--quantize", choices=["int8"], help="static int8 quantization with onnxruntime")
+    export.add_argument("--calibration", help="folder of real scans for --quantize int8 (64 are read)")
     export.set_defaults(handler=_cmd_export)
 
     push = sub.add_parser("push", help="publish a model bundle with a model card on the Hugging Face Hub")
@@ -389,6 +413,7 @@ def _add_inference_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-upload-mb", type=int, default=20, help="largest upload in MiB (default 20)")
+    _add_engine_options(serve)
     serve.add_argument(
         "--token", help="bearer token every request but /healthz must carry (better: the OCTATTN_TOKEN variable)"
     )
@@ -400,7 +425,7 @@ def _add_inference_commands(sub: argparse._SubParsersAction) -> None:
     serve.set_defaults(handler=_cmd_serve)
 
 
-BENCHMARKS = ("loader", "models", "inference", "memory", "serve_load", "gpu")
+BENCHMARKS = ("loader", "models", "inference", "memory", "serve_load", "gpu", "attention_study")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ TINY = [
     "val_fraction=0.25",
     "balance=none",
     "schedule=cosine",
+    "amp=off",  # bit-exact comparisons below: fp32 whatever the CPU
 ]
 
 

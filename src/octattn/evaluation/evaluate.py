@@ -68,6 +68,7 @@ def evaluate_model(
     seed: int = 0,
     skip_bad: bool = False,
     device: str = "cpu",
+    precision: str = "fp32",
 ) -> EvaluationResult:
     """Predict every image of ``split`` and compute the metrics and their intervals.
 
@@ -75,7 +76,7 @@ def evaluate_model(
     """
     data = data_for(model_path, data)
     data = Path(data).resolve()  # predictions.csv then names every image by an absolute path
-    predictor = Predictor(model_path, device=device, tta=tta)
+    predictor = Predictor(model_path, device=device, tta=tta, precision=precision)
     samples, logits, skipped = predict_samples(predictor, load_samples(data, split), batch_size, skip_bad)
     if not samples:
         raise OctattnError(f"{data}: no readable images in split {split!r}")
@@ -87,6 +88,7 @@ def evaluate_model(
     report["data"] = str(data)
     report["temperature"] = predictor.config.temperature
     report["tta"] = tta
+    report["precision"] = predictor.precision
     report["skipped"] = skipped
     return EvaluationResult(samples, logits, probs, labels, predictor.class_names, report, skipped)
 

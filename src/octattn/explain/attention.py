@@ -68,7 +68,7 @@ def summarised_masks(
         if isinstance(module, AttentionModule)
     ]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), predictor.autocast():
             model(predictor.prepare(gray)[None].to(predictor.device))
     finally:
         for hook in hooks:

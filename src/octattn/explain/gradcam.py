@@ -50,8 +50,8 @@ def grad_cam(model: nn.Module, image: torch.Tensor, class_index: int | None = No
     finally:
         handle.remove()
         model.train(was_training)
-    activation = store["activation"].detach()
-    weights = gradient.mean(dim=(2, 3), keepdim=True)
+    activation = store["activation"].detach().float()  # fp32 maps also under bf16 autocast
+    weights = gradient.float().mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * activation).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam, size=image.shape[-2:], mode="bilinear", align_corners=False)[0, 0].detach()
     peak = float(cam.max())

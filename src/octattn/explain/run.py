@@ -30,16 +30,17 @@ def saliency_maps(predictor: Predictor, gray: np.ndarray) -> dict[str, np.ndarra
     for name, summaries in summarised_masks(predictor, gray).items():
         maps[f"attention_{name}"] = summaries["mean"]
         maps[f"attention_{name}_weighted"] = summaries["weighted"]
-    cam, _ = grad_cam(predictor.model, predictor.prepare(gray).to(predictor.device))
+    with predictor.autocast():
+        cam, _ = grad_cam(predictor.model, predictor.prepare(gray).to(predictor.device))
     maps["gradcam"] = resize_map(cam, gray.shape)  # computed at the model's input size
     return maps
 
 
 def explain_images(
-    model_path: str | Path, paths: Sequence[str | Path], out_dir: str | Path
+    model_path: str | Path, paths: Sequence[str | Path], out_dir: str | Path, precision: str = "fp32"
 ) -> tuple[list[Path], list[BadImageError]]:
     """Write ``<stem>_<map>.png`` overlays for each image; unreadable images are returned."""
-    predictor = Predictor(model_path)
+    predictor = Predictor(model_path, precision=precision)
     out = Path(out_dir)
     written: list[Path] = []
     failures: list[BadImageError] = []

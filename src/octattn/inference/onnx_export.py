@@ -1,8 +1,13 @@
-"""ONNX export (dynamic batch) and an onnxruntime backend with the Predictor's interface.
+"""ONNX export (dynamic batch, fp32 or int8) and an onnxruntime backend with the Predictor's interface.
 
 The exported graph takes the normalised input ``(N, C, H, W)`` and returns logits; the
 bundle's pre-processing and temperature still apply around it, so ``predict --backend
 onnxruntime`` gives the same classes and calibrated probabilities as PyTorch.
+
+int8 (``export --quantize int8 --calibration DIR``) is onnxruntime's own static
+quantization: QDQ format, per-channel int8 weights, activations calibrated on real scans
+from DIR through the bundle's own pre-processing. CPUs with VNNI run its convolutions as
+int8 dot products.
 """
 
 from __future__ import annotations
@@ -20,8 +25,106 @@ from octattn.io import atomic_path
 OPSET = 18
 
 
-def export_onnx(model_path: str | Path, out_path: str | Path, opset: int = OPSET) -> Path:
-    """Export a bundle's model to ONNX with a dynamic batch dimension (atomically)."""
+CALIBRATION_SCANS = 64
+"""Scans the int8 calibration reads by default (spread evenly over the folder's files)."""
+
+
+def export_onnx(
+    model_path: str | Path,
+    out_path: str | Path,
+    opset: int = OPSET,
+    quantize: str | None = None,
+    calibration: str | Path | None = None,
+    calibration_scans: int = CALIBRATION_SCANS,
+) -> Path:
+    """Export a bundle's model to ONNX with a dynamic batch dimension (atomically).
+
+    Args:
+        model_path: the bundle.
+        out_path: the ``.onnx`` file to write.
+        opset: ONNX opset.
+        quantize: ``None`` (fp32) or ``"int8"`` (static QDQ quantization; needs ``calibration``).
+        calibration: a folder (or files) of real scans for the int8 activation ranges.
+        calibration_scans: at most this many scans are read.
+
+    Raises:
+        OctattnError: int8 without scans, a folder with no readable scan, a bad option.
+    """
+    if quantize not in (None, "int8"):
+        raise OctattnError(f"unknown quantization {quantize!r}; expected int8")
+    if quantize is None:
+        return _export_fp32(model_path, out_path, opset)
+    if calibration is None:
+        raise OctattnError("--quantize int8 needs --calibration DIR: real scans to measure activation ranges on")
+    scans = calibration_batches(model_path, calibration, calibration_scans)
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out = Path(out_path)
+    with tempfile.TemporaryDirectory(prefix="octattn-int8-") as work:
+        fp32 = _export_fp32(model_path, Path(work) / "fp32.onnx", opset)
+        prepared = Path(work) / "prepared.onnx"
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        with atomic_path(out) as tmp:
+            quantize_static(
+                str(prepared),
+                str(tmp.with_suffix(".onnx")),
+                _ScanReader(scans),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+            tmp.with_suffix(".onnx").replace(tmp)
+    return out
+
+
+def calibration_batches(model_path: str | Path, source: str | Path, limit: int = CALIBRATION_SCANS) -> list[np.ndarray]:
+    """Up to ``limit`` scans from ``source``, each a ``(1, C, H, W)`` float32 input as the
+    bundle's pre-processing makes it.
+
+    Raises:
+        OctattnError: no readable scan in ``source``.
+    """
+    from octattn.data.decode import load_scan
+    from octattn.data.transforms import eval_transform
+    from octattn.errors import BadImageError
+    from octattn.inference.inputs import expand_inputs
+
+    config = read_bundle_config(model_path)
+    transform = eval_transform(config.preprocess)
+    height, width = config.preprocess.size
+    files = expand_inputs([source])
+    step = max(1, len(files) // max(limit, 1))
+    batches = []
+    for path in files[::step]:
+        try:
+            gray = load_scan(path, (width, height))
+        except BadImageError:
+            continue
+        batches.append(transform(gray)[None].numpy().astype(np.float32))
+        if len(batches) >= limit:
+            break
+    if not batches:
+        raise OctattnError(f"{source}: no readable scans to calibrate the int8 model on ({len(files)} file(s) tried)")
+    return batches
+
+
+class _ScanReader:
+    """onnxruntime's calibration data reader over prepared scans."""
+
+    def __init__(self, batches: list[np.ndarray]) -> None:
+        self._batches = iter(batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {"scan": batch}
+
+
+def _export_fp32(model_path: str | Path, out_path: str | Path, opset: int) -> Path:
     model, config = load_bundle(model_path)
     height, width = config.preprocess.size
     example = torch.zeros(2, config.preprocess.in_chans, height, width)
@@ -48,7 +151,8 @@ class OnnxPredictor(Predictor):
     """A :class:`Predictor` whose forward pass runs in onnxruntime (no PyTorch model)."""
 
     def __init__(self, model_path: str | Path, onnx_path: str | Path, tta: bool = False) -> None:
-        # Only the bundle's JSON is read: pre-processing, class names, temperature.
+        # Only the bundle's JSON is read: pre-processing, class names, temperature. The
+        # graph's own types decide its precision (fp32, or int8 from `export --quantize`).
         self._setup(read_bundle_config(model_path), torch.device("cpu"), tta)
         try:
             import onnxruntime
@@ -62,3 +166,26 @@ class OnnxPredictor(Predictor):
         """One pass in onnxruntime: logits ``(N, K)`` (TTA is handled by the base class)."""
         inputs = {"scan": np.ascontiguousarray(batch.numpy(), dtype=np.float32)}
         return np.asarray(self.session.run(["logits"], inputs)[0])
+
+
+def make_predictor(
+    model_path: str | Path,
+    backend: str = "torch",
+    onnx_path: str | Path | None = None,
+    precision: str = "auto",
+    tta: bool = False,
+) -> Predictor:
+    """The predictor a command asked for: PyTorch at a precision, or an ONNX file in onnxruntime.
+
+    Raises:
+        OctattnError: onnxruntime without ``onnx_path``, or bf16 asked of onnxruntime.
+    """
+    if backend == "onnxruntime":
+        if onnx_path is None:
+            raise OctattnError("--backend onnxruntime needs --onnx FILE.onnx")
+        if precision == "bf16":
+            raise OctattnError("bf16 runs in the torch backend; for onnxruntime export with --quantize int8")
+        return OnnxPredictor(model_path, onnx_path, tta=tta)
+    if backend != "torch":
+        raise OctattnError(f"unknown backend {backend!r}; expected torch or onnxruntime")
+    return Predictor(model_path, tta=tta, precision=precision)

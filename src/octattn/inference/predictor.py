@@ -7,6 +7,7 @@ returned per file, never raised half-way through a batch.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +20,10 @@ from torch import nn
 from octattn.classes import REFERRAL_TIER
 from octattn.data.decode import load_scan
 from octattn.data.transforms import eval_transform
-from octattn.errors import BadImageError
+from octattn.errors import BadImageError, OctattnError
 from octattn.evaluation.calibration import softmax
 from octattn.inference.bundle import BundleConfig, load_bundle
+from octattn.precision import autocast_for, resolve_precision
 
 
 @dataclass
@@ -56,21 +58,27 @@ class Predictor:
     """A loaded bundle, ready to classify scans.
 
     Args:
-        model_path: a bundle folder or a run folder.
+        model_path: a bundle folder, a run folder, ``local-dir:`` or ``hf-hub:`` name.
         device: where to run (``"cpu"``, ``"cuda"``).
         tta: also run the horizontally flipped scan and average the probabilities.
+        precision: ``"fp32"``, ``"bf16"``, or ``"auto"`` (bf16 where the hardware computes
+            it natively; :mod:`octattn.precision`).
     """
 
-    def __init__(self, model_path: str | Path, device: str = "cpu", tta: bool = False) -> None:
+    def __init__(self, model_path: str | Path, device: str = "cpu", tta: bool = False, precision: str = "fp32") -> None:
         model, config = load_bundle(model_path, device)
         # channels_last: about twice the CPU throughput of the default layout for Inception.
         self.model: nn.Module = model.to(memory_format=torch.channels_last)
-        self._setup(config, torch.device(device), tta)
+        self._setup(config, torch.device(device), tta, precision)
 
-    def _setup(self, config: BundleConfig, device: torch.device, tta: bool) -> None:
+    def _setup(self, config: BundleConfig, device: torch.device, tta: bool, precision: str = "fp32") -> None:
         self.config: BundleConfig = config
         self.device = device
         self.tta = tta
+        try:
+            self.precision = resolve_precision(precision, device)
+        except ValueError as exc:
+            raise OctattnError(str(exc)) from None
         self.transform = eval_transform(config.preprocess)
         height, width = config.preprocess.size
         self.decode_size = (width, height)
@@ -84,11 +92,16 @@ class Predictor:
         """One decoded scan -> the model's input tensor ``(C, H, W)``."""
         return self.transform(gray)
 
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The context every pass of this model runs in (bf16 autocast, or nothing for fp32)."""
+        return autocast_for(self.precision, self.device)
+
     @torch.no_grad()
     def forward(self, batch: torch.Tensor) -> np.ndarray:
         """One pass of the network: logits ``(N, K)``. Backends override only this."""
         batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
-        return self.model(batch).float().cpu().numpy()
+        with self.autocast():
+            return self.model(batch).float().cpu().numpy()
 
     def logits(self, batch: torch.Tensor) -> np.ndarray:
         """Logits ``(N, K)`` for a prepared batch ``(N, C, H, W)``, flip-averaged under ``tta``."""

@@ -51,6 +51,7 @@ from octattn.explain.attention import mask_maps, normalise_map
 from octattn.explain.gradcam import grad_cam
 from octattn.explain.render import overlay, png_bytes, resize_map
 from octattn.inference.bundle import HUB_PREFIX, resolve_bundle_dir, weights_file
+from octattn.inference.onnx_export import make_predictor
 from octattn.inference.predictor import Predictor
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -116,18 +117,29 @@ def create_app(
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     max_pixels: int = MAX_PIXELS,
     token: str | None = None,
+    precision: str = "fp32",
+    backend: str = "torch",
+    onnx_path: str | Path | None = None,
 ) -> FastAPI:
     """Build the service for one bundle (loaded once, at start-up).
 
     Args:
-        model_path: a bundle or run folder.
+        model_path: a bundle or run folder, ``local-dir:`` or ``hf-hub:`` name.
         max_upload_bytes, max_pixels: upload limits.
         token: the bearer token every route but :data:`OPEN_PATHS` requires (``None``: open).
+        precision: ``fp32``, ``bf16`` or ``auto`` for the torch backend.
+        backend: ``torch``, or ``onnxruntime`` with ``onnx_path`` (fp32 or int8). The
+            explanations always run in PyTorch (they need the network's inner tensors),
+            loaded on the first ``/v1/explain``.
     """
-    predictor = Predictor(model_path)
+    predictor = make_predictor(model_path, backend, onnx_path, precision)
+    explainer: list[Predictor] = [predictor] if backend == "torch" else []
     identity = model_id(model_path)
     lock = threading.Lock()
     app = FastAPI(title="octattn", description="Retinal OCT B-scan classification", version="1")
+    app.state.engine = (
+        f"onnxruntime, {Path(str(onnx_path)).name}" if backend == "onnxruntime" else f"torch, {predictor.precision}"
+    )
     page = (resources.files("octattn.serve") / "page.html").read_text()
     # Starlette spools an upload part to a temporary file on disk past 1 MiB; patients'
     # scans must stay in memory, so the spool is made larger than any accepted upload.
@@ -198,6 +210,7 @@ def create_app(
             "model": identity,
             "class_names": predictor.class_names,
             "input_size": [height, width],
+            "engine": app.state.engine,
             "auth": token is not None,
         }
 
@@ -216,11 +229,15 @@ def create_app(
         gray, _ = read_upload(file)
         gray = resize_map(gray.astype(np.float32), EXPLAIN_SHAPE).clip(0, 255).astype(np.uint8)
         with lock:
-            masks = mask_maps(predictor, gray) if map == "attention" else {}
+            if not explainer:
+                explainer.append(Predictor(model_path, precision=precision))
+            torch_model = explainer[0]
+            masks = mask_maps(torch_model, gray) if map == "attention" else {}
             if masks:  # the first module's mask: the finest (35x35 at 299 px)
                 heat = normalise_map(masks[min(masks, key=lambda k: int(k.split("_")[1]))])
             else:
-                cam, _ = grad_cam(predictor.model, predictor.prepare(gray))
+                with torch_model.autocast():
+                    cam, _ = grad_cam(torch_model.model, torch_model.prepare(gray))
                 heat = resize_map(cam, EXPLAIN_SHAPE)
         return Response(png_bytes(overlay(gray, heat)), media_type="image/png")
 

@@ -36,7 +36,7 @@ class TrainConfig:
     (patient-grouped split of the training folder; 0 = use the data's val/ folder),
     ``skip_bad``, ``num_workers`` (loader processes per training process; -1 = what the
     machine has: its usable cores shared among the processes on this node, at most 8).
-    Engine: ``seed``, ``amp`` (auto = bf16 on CUDA, off on CPU), ``channels_last``,
+    Engine: ``seed``, ``amp`` (auto = bf16 where the GPU or CPU computes it natively, else off), ``channels_last``,
     ``compile``, ``bn`` (train | frozen: every BatchNorm in eval mode),
     ``bn_recalibrate`` (images used to re-estimate BatchNorm statistics before each
     validation; 0 = off), ``threads`` (CPU threads; 0 = torch's default).

@@ -22,6 +22,7 @@ from octattn.classes import CLASS_NAMES
 from octattn.errors import OctattnError
 from octattn.models.health import MaskMeter
 from octattn.models.inception import InceptionV4Attention
+from octattn.precision import native_bf16
 from octattn.training.config import TrainConfig
 from octattn.training.distributed import DistInfo, all_gather_objects, loader_workers
 
@@ -55,7 +56,9 @@ class Predictions:
 
 
 def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if config.amp == "off" or (config.amp == "auto" and device.type != "cuda"):
+    """bf16 autocast for ``amp: bf16``, and for ``auto`` where the device computes bf16
+    natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX); else none."""
+    if config.amp == "off" or (config.amp == "auto" and not native_bf16(device)):
         return None
     return torch.bfloat16
 

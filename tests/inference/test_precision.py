@@ -1,0 +1,135 @@
+"""Precision chosen by the machine (bf16 where native) and int8 through ONNX Runtime."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from octattn import precision
+from octattn.cli import main
+from octattn.errors import OctattnError
+from octattn.inference.onnx_export import OnnxPredictor, export_onnx, make_predictor
+from octattn.inference.predictor import Predictor
+from tests.model_fixtures import bundle  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def confident_bundle(bundle, tmp_path_factory):  # noqa: F811
+    """The test bundle with a 30x classifier: clear margins between classes, so that
+    agreement of classes between precisions is a real check, not a coin toss."""
+    folder = tmp_path_factory.mktemp("confident") / "model"
+    shutil.copytree(bundle, folder)
+    state = load_file(str(folder / "model.safetensors"))
+    state["last_linear.weight"] = state["last_linear.weight"] * 30
+    save_file(state, str(folder / "model.safetensors"))
+    return folder
+
+
+def _real_scans(real_data, count=12):
+    return [p for c in ("CNV", "DME", "DRUSEN", "NORMAL") for p in sorted((real_data / "test" / c).iterdir())[:3]][
+        :count
+    ]
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_auto_follows_the_hardware(monkeypatch, native, expected):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    assert precision.resolve_precision("auto", "cpu") == expected
+    assert precision.resolve_precision("fp32", "cpu") == "fp32" and precision.resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        precision.resolve_precision("fp16", "cpu")
+
+
+def test_native_bf16_is_read_from_the_cpu_not_the_vendor(monkeypatch):
+    precision.cpu_has_native_bf16.cache_clear()
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert precision.cpu_has_native_bf16() is True  # AMX alone is enough
+    precision.cpu_has_native_bf16.cache_clear()
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert precision.cpu_has_native_bf16() is False
+    precision.cpu_has_native_bf16.cache_clear()
+
+
+def test_bf16_agrees_with_fp32_on_real_scans(confident_bundle, real_data):
+    scans = _real_scans(real_data)
+    fp32 = Predictor(confident_bundle, precision="fp32").predict_files(scans).predictions
+    bf16 = Predictor(confident_bundle, precision="bf16").predict_files(scans).predictions
+    worst = max(
+        abs(a.probabilities[c] - b.probabilities[c]) for a, b in zip(fp32, bf16, strict=True) for c in a.probabilities
+    )
+    assert worst < 0.05
+    for a, b in zip(fp32, bf16, strict=True):
+        ranked = sorted(a.probabilities.values(), reverse=True)
+        if ranked[0] - ranked[1] > 2 * worst:  # a clear call must not change
+            assert a.label == b.label
+
+
+def test_int8_onnx_agrees_with_fp32_and_needs_real_scans(confident_bundle, real_data, tmp_path, capsys):
+    out = tmp_path / "int8.onnx"
+    assert (
+        main(
+            ["export", str(confident_bundle), str(out), "--quantize", "int8", "--calibration", str(real_data / "train")]
+        )
+        == 0
+    )
+    assert "int8 (QDQ, per-channel weights)" in capsys.readouterr().out
+    import onnx
+
+    graph = onnx.load(str(out)).graph
+    assert any(node.op_type == "QuantizeLinear" for node in graph.node)
+    scans = _real_scans(real_data)
+    fp32 = Predictor(confident_bundle).predict_files(scans).predictions
+    int8 = OnnxPredictor(confident_bundle, out).predict_files(scans, batch_size=5).predictions
+    worst = max(
+        abs(a.probabilities[c] - b.probabilities[c]) for a, b in zip(fp32, int8, strict=True) for c in a.probabilities
+    )
+    assert worst < 0.25
+    agree = np.mean([a.label == b.label for a, b in zip(fp32, int8, strict=True)])
+    assert agree >= 0.75
+    assert main(["predict", str(confident_bundle), str(scans[0]), "--backend", "onnxruntime", "--onnx", str(out)]) == 0
+
+
+def test_int8_errors_are_one_line(confident_bundle, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no scans here")
+    assert (
+        main(
+            [
+                "export",
+                str(confident_bundle),
+                str(tmp_path / "q.onnx"),
+                "--quantize",
+                "int8",
+                "--calibration",
+                str(empty),
+            ]
+        )
+        == 2
+    )
+    assert f"{empty}: no readable scans to calibrate the int8 model on (1 file(s) tried)" in capsys.readouterr().err
+    with pytest.raises(OctattnError, match="needs --calibration DIR"):
+        export_onnx(confident_bundle, tmp_path / "q.onnx", quantize="int8")
+    with pytest.raises(OctattnError, match="bf16 runs in the torch backend"):
+        make_predictor(confident_bundle, "onnxruntime", tmp_path / "q.onnx", "bf16")
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_service_runs_at_the_chosen_precision_or_in_onnxruntime(confident_bundle, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from octattn.serve.app import create_app
+    from tests.serve.test_app import _jpeg
+
+    bf16 = TestClient(create_app(confident_bundle, precision="bf16"))
+    assert bf16.get("/v1/model").json()["engine"] == "torch, bf16"
+    assert bf16.post("/v1/predict", files={"file": ("s.jpeg", _jpeg(), "image/jpeg")}).status_code == 200
+    onnx_file = export_onnx(confident_bundle, tmp_path / "fp32.onnx")
+    served = TestClient(create_app(confident_bundle, backend="onnxruntime", onnx_path=onnx_file))
+    assert served.get("/v1/model").json()["engine"] == "onnxruntime, fp32.onnx"
+    assert served.post("/v1/predict", files={"file": ("s.jpeg", _jpeg(), "image/jpeg")}).status_code == 200
+    explained = served.post("/v1/explain", files={"file": ("s.jpeg", _jpeg(), "image/jpeg")})
+    assert explained.status_code == 200 and explained.headers["content-type"] == "image/png"
