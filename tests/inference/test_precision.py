@@ -13,6 +13,7 @@ from octattn.errors import OctattnError
 from octattn.inference.onnx_export import OnnxPredictor, export_onnx, make_predictor
 from octattn.inference.predictor import Predictor
 from tests.model_fixtures import bundle  # noqa: F401
+from tests.test_demo import demo_dir  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -67,29 +68,24 @@ def test_bf16_agrees_with_fp32_on_real_scans(confident_bundle, real_data):
             assert a.label == b.label
 
 
-def test_int8_onnx_agrees_with_fp32_and_needs_real_scans(confident_bundle, real_data, tmp_path, capsys):
+def test_int8_onnx_agrees_with_fp32_on_real_scans(demo_dir, real_data, tmp_path, capsys):  # noqa: F811
+    """A model trained for one epoch at 75 px (the demo's code path): the measurement on the
+    real demo model at its own size is the benchmark's (benchmarks/inference.py)."""
+    model = demo_dir / "run"
     out = tmp_path / "int8.onnx"
-    assert (
-        main(
-            ["export", str(confident_bundle), str(out), "--quantize", "int8", "--calibration", str(real_data / "train")]
-        )
-        == 0
-    )
+    assert main(["export", str(model), str(out), "--quantize", "int8", "--calibration", str(real_data / "train")]) == 0
     assert "int8 (QDQ, per-channel weights)" in capsys.readouterr().out
     import onnx
 
     graph = onnx.load(str(out)).graph
-    assert any(node.op_type == "QuantizeLinear" for node in graph.node)
+    assert sum(node.op_type == "QuantizeLinear" for node in graph.node) > 100
     scans = _real_scans(real_data)
-    fp32 = Predictor(confident_bundle).predict_files(scans).predictions
-    int8 = OnnxPredictor(confident_bundle, out).predict_files(scans, batch_size=5).predictions
-    worst = max(
-        abs(a.probabilities[c] - b.probabilities[c]) for a, b in zip(fp32, int8, strict=True) for c in a.probabilities
-    )
-    assert worst < 0.25
+    fp32 = Predictor(model).predict_files(scans).predictions
+    int8 = OnnxPredictor(model, out).predict_files(scans, batch_size=5).predictions
     agree = np.mean([a.label == b.label for a, b in zip(fp32, int8, strict=True)])
-    assert agree >= 0.75
-    assert main(["predict", str(confident_bundle), str(scans[0]), "--backend", "onnxruntime", "--onnx", str(out)]) == 0
+    assert agree >= 0.8  # 11 of 12 measured
+    assert all(abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in int8)
+    assert main(["predict", str(model), str(scans[0]), "--backend", "onnxruntime", "--onnx", str(out)]) == 0
 
 
 def test_int8_errors_are_one_line(confident_bundle, tmp_path, capsys):

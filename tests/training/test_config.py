@@ -5,23 +5,23 @@ from octattn.errors import ConfigError
 from octattn.training.config import TrainConfig, load_config
 
 
-def test_defaults_are_the_papers_recipe():
+def test_defaults_are_the_paper_presets_recipe():
     config = load_config(None)
     assert config == TrainConfig()
     assert (config.policy, config.lr_backbone, config.lr_new, config.weight_decay, config.epochs) == (
         "paper",
-        0.001,
-        0.1,
+        1e-5,
+        1e-3,
         1e-4,
         20,
     )
-    assert (config.optimizer, config.momentum, config.image_size, config.preprocess, config.balance) == (
-        "sgd",
-        0.9,
+    assert (config.optimizer, config.image_size, config.preprocess, config.balance) == (
+        "adamw",
         299,
         "resize",
         "triple",
     )
+    assert config.lr_new / config.lr_backbone == pytest.approx(100)  # the paper's ratio
 
 
 def test_yaml_and_overrides(tmp_path):
@@ -72,5 +72,6 @@ def test_bad_yaml_file(tmp_path):
 def test_bundled_presets_load(name):
     config = load_config(config_path(name))
     if name.startswith("paper/"):
-        assert config.epochs == 20 and config.weight_decay == 1e-4 and config.optimizer == "sgd"
+        assert config.epochs == 20 and config.weight_decay == 1e-4 and config.optimizer == "adamw"
+        assert config.lr_new / config.lr_backbone == pytest.approx(100)
         assert config.image_size == 299
