@@ -111,6 +111,43 @@ def speed(size: int, work: Path) -> tuple[dict[str, dict[str, float]], float]:
     return results, compile_seconds
 
 
+CAPPED = """
+import json, sys, torch
+from benchmarks.common import median_time
+from octattn.models import create_model
+torch.manual_seed(0)
+size, batch = int(sys.argv[1]), int(sys.argv[2])
+model = create_model("inception_v4_attention").eval().to(memory_format=torch.channels_last)
+x = torch.randn(batch, 1, size, size).contiguous(memory_format=torch.channels_last)
+found = {}
+for name, bf16 in (("eager fp32", False), ("eager bf16 autocast", True)):
+    def run():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            model(x)
+    found[name] = batch / median_time(run, repeats=3, warmup=1)
+print(json.dumps(found))
+"""
+
+
+def capped_isa(size: int, isa: str = "AVX2") -> dict[str, float]:
+    """Throughput of the torch paths with oneDNN capped at ``isa`` (``ONEDNN_MAX_CPU_ISA``):
+    an approximation of a CPU without AVX-512, AVX512-BF16 or VNNI."""
+    import json
+    import os
+    import subprocess
+
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa, "DNNL_MAX_CPU_ISA": isa}
+    out = subprocess.run(
+        [sys.executable, "-c", CAPPED, str(size), str(BATCH)],
+        env=env,
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return {name: float(v) for name, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
+
+
 def agreement(model_path: Path, work: Path) -> dict[str, dict[str, float]]:
     """Each path against fp32 eager on the real scans: same class share, largest probability gap."""
     scans = _real_scans()
@@ -145,6 +182,7 @@ def main() -> int:
     model_path = Path(args.model) if args.model else _newest_demo_model()
     with tempfile.TemporaryDirectory() as tmp:
         results, compile_seconds = speed(args.size, Path(tmp))
+        capped = capped_isa(args.size)
         agreed = agreement(model_path, Path(tmp)) if model_path and REAL_DATA.is_dir() else {}
     base = results["eager fp32, channels_last (octattn fp32)"]["images_per_s"]
     rows = [
@@ -157,7 +195,10 @@ def main() -> int:
         *rows,
         "",
         f"Native bf16 on this CPU: {'yes' if cpu_has_native_bf16() else 'no'}. torch.compile's first calls took "
-        f"{compile_seconds:.0f} s.",
+        f"{compile_seconds:.0f} s. With oneDNN capped at AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2`, an approximation of a "
+        "CPU without AVX-512, AVX512-BF16 or VNNI): "
+        + ", ".join(f"{name} {value:.1f} img/s" for name, value in capped.items())
+        + " (what `auto` avoids: bf16 without hardware support).",
     ]
     if agreed:
         scans = next(iter(agreed.values()))["scans"]
@@ -179,6 +220,7 @@ def main() -> int:
             "native_bf16": cpu_has_native_bf16(),
             "results": results,
             "compile_seconds": compile_seconds,
+            "onednn_capped_at_avx2": capped,
             "agreement_model": str(model_path),
             "agreement": agreed,
         },

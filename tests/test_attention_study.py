@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from benchmarks.attention_study import diverged, grid
+from benchmarks.attention_study import diverged, grid, worse_than_chance
 
 
 def test_divergence_is_a_loss_above_its_first_epoch_for_more_than_one_epoch():
@@ -12,12 +12,16 @@ def test_divergence_is_a_loss_above_its_first_epoch_for_more_than_one_epoch():
     assert diverged([0.77, 2.09, 3.85])  # the first try of the transfer stand-in
     assert diverged([0.8, float("nan")])
     assert not diverged([1.0])
+    assert not diverged([10.21, 4.49, 1.89, 1.78]) and worse_than_chance([10.21, 4.49, 1.89, 1.78])  # paper-sgd
+    assert not worse_than_chance([0.6, 0.35, 0.29])
 
 
 def test_grid_compares_every_start_under_the_chosen_recipe_with_two_seeds():
     runs = grid(quick=False)
     chosen = {(r.start, r.seed) for r in runs if r.recipe == "adamw" and r.model == "attention"}
-    assert chosen == {(s, seed) for s in ("identity", "gentle", "he") for seed in (0, 1)}
+    assert chosen == {(s, seed) for s in ("identity", "gentle", "he", "nomask") for seed in (0, 1)}
+    ablation = next(r for r in runs if r.start == "nomask")
+    assert "attention_mask=false" in ablation.overrides()
     assert {r.recipe for r in runs} == {"paper-sgd", "sgd-clip", "adamw"}
     assert all(any(p.model == "plain" and p.recipe == r.recipe and p.seed == r.seed for p in runs) for r in runs)
 
@@ -44,6 +48,6 @@ def test_quick_study_writes_json_and_table(tmp_path):
     assert "gradcam" in runs["adamw-plain-s0"]["localisation"]["standard"]
     assert "McNemar" in " ".join(results["comparisons"][0]["lines"])
     table = (tmp_path / "results" / "attention_study.md").read_text()
-    assert "| adamw-attention-identity-s0 | no |" in table
+    assert "| adamw-attention-identity-s0 | no |" in table and "above chance" in table
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)  # finished runs are kept
     assert rerun.returncode == 0 and "epoch 1/1" not in rerun.stdout

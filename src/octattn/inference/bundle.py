@@ -142,6 +142,9 @@ def architecture_of(model_name: str, model: nn.Module) -> dict[str, Any]:
     placement = getattr(model, "placement_config", None)
     if callable(placement):
         arch["placement"] = placement()
+    modules = list(getattr(model, "attention", {}).values())
+    if modules and not getattr(modules[0], "use_mask", True):
+        arch["attention_mask"] = False
     return arch
 
 

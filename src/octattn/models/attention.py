@@ -131,7 +131,12 @@ class AttentionModule(nn.Module):
             backbone keeps its function at step 0: the last convolution of every residual
             unit is zeroed (the unit starts as its shortcut) and the mask head's last
             convolution is zeroed with bias :data:`MASK_INIT_BIAS`, making ``1 + M`` a
-            uniform 1.018. ``"he"`` is the plain He (Kaiming) initialisation the paper uses.
+            uniform 1.018. ``"gentle"`` is the same with bias -2 (``1 + M`` = 1.119).
+            ``"he"`` is the plain He (Kaiming) initialisation the paper uses.
+        use_mask: ``False`` is an ablation, not the paper's module: the output is
+            ``post(T)``, the trunk's residual units alone (the mask branch is built but not
+            run, so it gets no gradient). It separates what the masks add from what the
+            modules' extra trainable units add.
 
     The mask of the last forward pass is kept in :attr:`last_mask` (detached, trunk-sized)
     so explanations read it without a second pass (in eager mode; not under torch.compile
@@ -146,8 +151,10 @@ class AttentionModule(nn.Module):
         t: int = 2,
         r: int = 1,
         init: InitMode = "identity",
+        use_mask: bool = True,
     ) -> None:
         super().__init__()
+        self.use_mask = use_mask
         if order not in (1, 2):
             raise ValueError(f"attention order must be 1 or 2, got {order}")
         self.order = order
@@ -189,6 +196,8 @@ class AttentionModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pre(x)
         trunk = self.trunk(x)
+        if not self.use_mask:
+            return self.post(trunk)
         mask = torch.sigmoid(self.mask_head(self.mask_body(x)))
         # A side effect that TorchScript, torch.compile and export must not trace. Two `if`s:
         # TorchScript skips a block under `if not torch.jit.is_scripting()` only on its own.

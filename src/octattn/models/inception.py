@@ -86,6 +86,8 @@ class InceptionV4Attention(InceptionV4):
             ``{"after": block_index, "order": 1 | 2}``; default :data:`DEFAULT_PLACEMENT`.
         attention_init: ``"identity"`` (near-identity start, default) or ``"he"``; see
             :class:`~octattn.models.attention.AttentionModule`.
+        attention_mask: ``False`` runs the modules without their masks (an ablation; see
+            :class:`~octattn.models.attention.AttentionModule`).
         p, t, r: residual-unit counts of each module (Wang et al.'s 1, 2, 1).
         drop_rate: dropout before the classifier.
     """
@@ -96,6 +98,7 @@ class InceptionV4Attention(InceptionV4):
         in_chans: int = 1,
         placement: Iterable[AttentionPlacement | Mapping[str, Any]] | None = None,
         attention_init: InitMode = "identity",
+        attention_mask: bool = True,
         p: int = 1,
         t: int = 2,
         r: int = 1,
@@ -116,7 +119,7 @@ class InceptionV4Attention(InceptionV4):
                     f"attention 'after' must be a features index 0-{len(self.features) - 1}, got {item.after}"
                 )
             self.attention[str(item.after)] = AttentionModule(
-                channels[item.after], order=item.order, p=p, t=t, r=r, init=attention_init
+                channels[item.after], order=item.order, p=p, t=t, r=r, init=attention_init, use_mask=attention_mask
             )
         # timm's stage taps, each after its attention module where one follows the block.
         self.feature_info = [

@@ -26,7 +26,8 @@ class TrainConfig:
     paper's policy, ratio of learning rates (1:100), weight decay and 20 epochs, with AdamW
     (SGD at the paper's rates diverges; see the README).
 
-    Model: ``model``, ``placement`` (None = default), ``attention_init``, ``in_chans``,
+    Model: ``model``, ``placement`` (None = default), ``attention_init``, ``attention_mask``
+    (false: the modules without their masks, an ablation), ``in_chans``,
     ``pretrained`` (fetch ImageNet weights) or ``weights`` (local safetensors file).
     Recipe: ``policy``, ``optimizer`` (sgd | adamw), ``lr_backbone``, ``lr_new``,
     ``momentum``, ``weight_decay``, ``schedule`` (constant | cosine | step),
@@ -47,6 +48,7 @@ class TrainConfig:
     model: str = "inception_v4_attention"
     placement: list[dict[str, int]] | None = None
     attention_init: str = "identity"
+    attention_mask: bool = True
     in_chans: int = 1
     pretrained: bool = True
     weights: str | None = None

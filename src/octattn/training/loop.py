@@ -65,7 +65,11 @@ def build_model(config: TrainConfig, info: DistInfo) -> tuple[nn.Module, list[di
     """The model on its device, with the policy's parameter groups."""
     kwargs: dict[str, Any] = {}
     if config.model == "inception_v4_attention":
-        kwargs = {"placement": config.placement, "attention_init": config.attention_init}
+        kwargs = {
+            "placement": config.placement,
+            "attention_init": config.attention_init,
+            "attention_mask": config.attention_mask,
+        }
     model = create_model(
         config.model,
         in_chans=config.in_chans,
