@@ -68,6 +68,15 @@ def test_bf16_agrees_with_fp32_on_real_scans(confident_bundle, real_data):
             assert a.label == b.label
 
 
+def test_evaluation_report_keeps_the_precision_metric_apart_from_the_arithmetic(confident_bundle, real_data):
+    from octattn.evaluation.evaluate import evaluate_model, format_headline
+
+    result = evaluate_model(confident_bundle, real_data, precision="bf16", resamples=20)
+    assert isinstance(result.report["precision"], float) and 0.0 <= result.report["precision"] <= 1.0
+    assert result.report["arithmetic"] == "bf16"
+    assert "precision" in format_headline(result.report)
+
+
 def test_int8_onnx_agrees_with_fp32_on_real_scans(demo_dir, real_data, tmp_path, capsys):  # noqa: F811
     """A model trained for one epoch at 75 px (the demo's code path): the measurement on the
     real demo model at its own size is the benchmark's (benchmarks/inference.py)."""

@@ -32,6 +32,15 @@ def test_yaml_and_overrides(tmp_path):
     assert config.pretrained is False and config.placement == [{"after": 9, "order": 2}]
 
 
+def test_amp_off_survives_yaml_reading_off_as_false(tmp_path):
+    # YAML 1.1 reads a bare ``off`` as false: both spellings must mean "off"
+    path = tmp_path / "c.yaml"
+    path.write_text("amp: off\n")
+    assert load_config(path).amp == "off"
+    assert load_config(None, ["amp=off"]).amp == "off"
+    assert load_config(None, ["amp=bf16"]).amp == "bf16"
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -88,7 +88,8 @@ def evaluate_model(
     report["data"] = str(data)
     report["temperature"] = predictor.config.temperature
     report["tta"] = tta
-    report["precision"] = predictor.precision
+    # "precision" is the macro metric; the arithmetic the model ran in gets its own key
+    report["arithmetic"] = predictor.precision
     report["skipped"] = skipped
     return EvaluationResult(samples, logits, probs, labels, predictor.class_names, report, skipped)
 

@@ -117,6 +117,9 @@ _FIELDS = {f.name: f for f in fields(TrainConfig)}
 
 def _coerce(key: str, value: Any) -> Any:
     default = TrainConfig.__dataclass_fields__[key].default
+    if key == "amp" and value is False:
+        # YAML 1.1 reads a bare ``off`` (``amp=off``, ``amp: off``) as false
+        return "off"
     if isinstance(default, bool) and not isinstance(value, bool):
         raise ConfigError(f"{key} must be true or false, got {value!r}")
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
