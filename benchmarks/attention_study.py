@@ -240,33 +240,56 @@ def _finetune(run: Run, work: Path, data: dict[str, Path], backbone: Path, setup
 
 
 def _comparisons(runs: list[Run], work: Path, data: dict[str, Path]) -> list[dict[str, Any]]:
-    """Attention against plain, per recipe and seed, on the same test phantoms."""
+    """On the same test phantoms, per recipe and seed: every attention run against the plain
+    model, and every run with masks against the modules without masks (what the masks add)."""
     found = []
     for run in runs:
         if run.model != "attention":
             continue
-        plain = Run(run.recipe, "plain", "-", run.seed)
-        a, b = work / "runs" / plain.name, work / "runs" / run.name
-        if plain in runs and (a / "model").exists() and (b / "model").exists():
-            found.append({"a": plain.name, "b": run.name, "lines": compare_models(a, b, data["finetune"])})
+        baselines = [Run(run.recipe, "plain", "-", run.seed)]
+        if run.start != "nomask":
+            baselines.append(Run(run.recipe, "attention", "nomask", run.seed))
+        for baseline in baselines:
+            a, b = work / "runs" / baseline.name, work / "runs" / run.name
+            if baseline in runs and (a / "model").exists() and (b / "model").exists():
+                found.append({"a": baseline.name, "b": run.name, "lines": compare_models(a, b, data["finetune"])})
     return found
 
 
-def _table(records: list[dict[str, Any]]) -> str:
-    maps = (
-        "attention_after_9",
-        "attention_after_9_weighted",
-        "attention_after_13_weighted",
-        "attention_after_17_weighted",
-        "gradcam",
-    )
-    header = (
-        "| run | loss rises | above chance | train loss by epoch | val acc. epoch 1 | test acc. (95% CI) | "
-        "mask after_9 at the end: mean / contrast / moved | "
-        + " | ".join(f"{m.removeprefix('attention_')}: hits / energy x chance" for m in maps)
-        + " |"
-    )
-    lines = [header, "|" + " --- |" * (7 + len(maps))]
+LOCALISED_MAPS = (
+    "attention_after_9",
+    "attention_after_9_weighted",
+    "attention_after_13_weighted",
+    "attention_after_17_weighted",
+    "gradcam",
+)
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _health(epochs: list[dict[str, float]], block: int = 9) -> str:
+    """The last epoch's mean / contrast / moved share of the mask after ``block``."""
+    last = epochs[-1] if epochs else {}
+    key = f"mask_after_{block}_"
+    if f"{key}mean" not in last:
+        return "-"
+    return f"{last[key + 'mean']:.3f} / {last[key + 'contrast']:.3f} / {100 * last[key + 'moved']:.0f}%"
+
+
+def training_table(records: list[dict[str, Any]]) -> str:
+    """Training and accuracy: one row per run."""
+    header = [
+        "run",
+        "loss rises",
+        "above chance (ln 4)",
+        "train loss by epoch",
+        "val acc. epoch 1",
+        "test acc. (95% CI)",
+        "mask after_9 at the end: mean / contrast / moved",
+    ]
+    lines = [_row(header), _row(["---"] * len(header))]
     for r in records:
         test = r.get("test")
         acc = (
@@ -274,22 +297,49 @@ def _table(records: list[dict[str, Any]]) -> str:
             if test
             else "-"
         )
-        cells = []
-        for m in maps:
-            score = r.get("localisation", {}).get("hard", {}).get(m)
-            cells.append(
-                f"{100 * score['pointing_hit_rate']:.0f}% / {score['energy_inside'] / score['chance']:.1f}x"
-                if score
-                else "-"
-            )
-        losses = ", ".join(f"{v:.2f}" for v in r["train_loss"])
         epoch1 = f"{100 * r['val_accuracy_epoch1']:.1f}" if r["val_accuracy_epoch1"] is not None else "-"
         lines.append(
-            f"| {r['run']} | {'yes' if r['diverged'] else 'no'} | {losses} | {epoch1} | {acc} | "
-            + " | ".join(cells)
-            + " |"
+            _row(
+                [
+                    r["run"],
+                    "yes" if r["diverged"] else "no",
+                    "yes" if worse_than_chance(r["train_loss"]) else "no",
+                    ", ".join(f"{v:.2f}" for v in r["train_loss"]),
+                    epoch1,
+                    acc,
+                    _health(r["epochs"]),
+                ]
+            )
         )
     return "\n".join(lines)
+
+
+def localisation_table(records: list[dict[str, Any]], difficulty: str) -> str:
+    """Pointing-game hits and energy on the lesion (as a multiple of chance) per map."""
+    header = ["run", *(f"{m.removeprefix('attention_')}: hits / energy x chance" for m in LOCALISED_MAPS)]
+    lines = [_row(header), _row(["---"] * len(header))]
+    for r in records:
+        scores = r.get("localisation", {}).get(difficulty, {})
+        cells = [
+            f"{100 * scores[m]['pointing_hit_rate']:.0f}% / {scores[m]['energy_inside'] / scores[m]['chance']:.1f}x"
+            if m in scores
+            else "-"
+            for m in LOCALISED_MAPS
+        ]
+        lines.append(_row([r["run"], *cells]))
+    return "\n".join(lines)
+
+
+def _table(records: list[dict[str, Any]]) -> str:
+    return "\n\n".join(
+        [
+            training_table(records),
+            "Localisation on the hard test phantoms (150 with lesions):",
+            localisation_table(records, "hard"),
+            "Localisation on the standard test phantoms (150 with lesions):",
+            localisation_table(records, "standard"),
+        ]
+    )
 
 
 def main() -> None:
@@ -317,7 +367,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "attention_study.json", json.dumps(results, indent=1))
     table = _table(records)
-    notes = "\n".join(f"- {c['b']} vs {c['a']}: " + " ".join(c["lines"][1:3]) for c in comparisons)
+    notes = "\n".join(f"- {c['b']} vs {c['a']}: " + " ".join(c["lines"][2:4]) for c in comparisons)
     atomic_write_text(out / "attention_study.md", table + "\n\n" + notes + "\n")
     print(table)
     print(notes)

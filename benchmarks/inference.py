@@ -7,8 +7,8 @@ all cores, batch-1 latency (median of 10) and batch-16 throughput (median of 3),
 after warm-up, for: eager fp32 (default layout, and channels_last: octattn's path), bf16
 autocast, torch.compile, ONNX Runtime fp32 and int8 (static QDQ, calibrated on real scans).
 
-Agreement: a *trained* bundle (``--model``; default: the newest ``runs/demo-*/run/model``)
-predicts the 206 real scans of ``../shared/data/oct2017-mini`` under every precision and
+Agreement: *trained* bundles (``--model``, one or more; default: the newest
+``runs/demo-*/run/model``) predict the 206 real scans of ``../shared/data/oct2017-mini`` under every precision and
 backend; each is compared with fp32 eager: the share of scans given the same class, and
 the largest difference of a calibrated probability.
 """
@@ -176,14 +176,17 @@ def agreement(model_path: Path, work: Path) -> dict[str, dict[str, float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=299)
-    parser.add_argument("--model", help="a trained bundle for the agreement check (default: the newest demo model)")
+    parser.add_argument(
+        "--model", nargs="+", help="trained bundles for the agreement check (default: the newest demo model)"
+    )
     args = parser.parse_args()
     logging.getLogger("root").setLevel(logging.ERROR)  # onnxruntime's quantizer warns per BatchNorm weight
-    model_path = Path(args.model) if args.model else _newest_demo_model()
+    newest = _newest_demo_model()
+    model_paths = [Path(m) for m in args.model] if args.model else ([newest] if newest else [])
     with tempfile.TemporaryDirectory() as tmp:
         results, compile_seconds = speed(args.size, Path(tmp))
         capped = capped_isa(args.size)
-        agreed = agreement(model_path, Path(tmp)) if model_path and REAL_DATA.is_dir() else {}
+        agreed = {str(m): agreement(m, Path(tmp)) for m in model_paths} if REAL_DATA.is_dir() else {}
     base = results["eager fp32, channels_last (octattn fp32)"]["images_per_s"]
     rows = [
         f"| {name} | {r['latency_ms']:.0f} | {r['images_per_s']:.1f} | {r['images_per_s'] / base:.2f}x |"
@@ -200,16 +203,16 @@ def main() -> int:
         + ", ".join(f"{name} {value:.1f} img/s" for name, value in capped.items())
         + " (what `auto` avoids: bf16 without hardware support).",
     ]
-    if agreed:
-        scans = next(iter(agreed.values()))["scans"]
+    for model, by_path in agreed.items():
+        scans = next(iter(by_path.values()))["scans"]
         lines += [
             "",
-            f"| agreement with fp32 eager ({scans} real scans, {model_path.name}) | same class "
+            f"| agreement with fp32 eager ({scans} real scans, `{model}`) | same class "
             "| largest probability difference |",
             "| --- | ---: | ---: |",
             *(
                 f"| {name} | {100 * a['class_agreement']:.1f}% | {a['max_probability_difference']:.4f} |"
-                for name, a in agreed.items()
+                for name, a in by_path.items()
             ),
         ]
     write_results(
@@ -221,7 +224,6 @@ def main() -> int:
             "results": results,
             "compile_seconds": compile_seconds,
             "onednn_capped_at_avx2": capped,
-            "agreement_model": str(model_path),
             "agreement": agreed,
         },
         "\n".join(lines),

@@ -1,6 +1,7 @@
 """The attention study's code path, at a tiny size (the study itself is a benchmark, not a test)."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -48,6 +49,10 @@ def test_quick_study_writes_json_and_table(tmp_path):
     assert "gradcam" in runs["adamw-plain-s0"]["localisation"]["standard"]
     assert "McNemar" in " ".join(results["comparisons"][0]["lines"])
     table = (tmp_path / "results" / "attention_study.md").read_text()
-    assert "| adamw-attention-identity-s0 | no |" in table and "above chance" in table
+    # one epoch cannot rise; a tiny run may well stay above chance
+    assert re.search(r"\| adamw-attention-identity-s0 \| no \| (yes|no) \|", table) and "above chance" in table
+    for block in table.split("\n\n"):  # every row of every table has its header's cells
+        rows = [line for line in block.splitlines() if line.startswith("|")]
+        assert len({line.count(" | ") for line in rows}) <= 1, block
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)  # finished runs are kept
     assert rerun.returncode == 0 and "epoch 1/1" not in rerun.stdout

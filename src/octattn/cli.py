@@ -264,7 +264,9 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     reproduce = sub.add_parser("reproduce", help="train and evaluate every experiment of the paper, then report")
     reproduce.add_argument("--data", required=True, help="the OCT2017 folder (train/ and test/)")
     reproduce.add_argument("--out", default="runs/paper", help="output folder (default runs/paper)")
-    reproduce.add_argument("--only", help="comma-separated presets (default: all six)")
+    reproduce.add_argument(
+        "--only", help="comma-separated presets (default: the paper's six; attention-nomask on request)"
+    )
     reproduce.add_argument("--weights-v4", help="local Inception-v4 ImageNet weights (.safetensors)")
     reproduce.add_argument("--weights-v3", help="local Inception-v3 ImageNet weights (.safetensors)")
     reproduce.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every preset")

@@ -76,6 +76,7 @@ def test_bad_yaml_file(tmp_path):
         "paper/attention-original",
         "paper/inception_v4-original",
         "paper/attention-last1",
+        "paper/attention-nomask",
     ],
 )
 def test_bundled_presets_load(name):
@@ -84,3 +85,4 @@ def test_bundled_presets_load(name):
         assert config.epochs == 20 and config.weight_decay == 1e-4 and config.optimizer == "adamw"
         assert config.lr_new / config.lr_backbone == pytest.approx(100)
         assert config.image_size == 299
+        assert config.attention_mask is (name != "paper/attention-nomask")
