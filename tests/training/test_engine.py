@@ -104,3 +104,17 @@ def test_loader_workers_default_to_what_the_machine_has(monkeypatch):
     assert loader_workers(-1, DistInfo()) == 8
     with pytest.raises(Exception, match="num_workers must be -1"):
         TrainConfig(num_workers=-2).validate()
+
+
+def test_grad_checkpointing_setting_reaches_the_model_and_is_refused_for_baselines():
+    from octattn.errors import ConfigError
+    from octattn.training.config import load_config
+    from octattn.training.loop import build_model
+
+    config = load_config(None, ["grad_checkpointing=true", "pretrained=false", "policy=all"])
+    model, _ = build_model(config, DistInfo())
+    assert model.grad_checkpointing is True
+    plain, _ = build_model(load_config(None, ["pretrained=false", "policy=all"]), DistInfo())
+    assert plain.grad_checkpointing is False
+    with pytest.raises(ConfigError, match="grad_checkpointing needs model=inception_v4_attention"):
+        load_config(None, ["grad_checkpointing=true", "model=inception_v4"])

@@ -139,3 +139,14 @@ def test_two_gloo_processes_match_one_process(phantoms, tmp_path):
     one_metrics = (tmp_path / "one" / "metrics.csv").read_text().splitlines()[1].split(",")
     two_metrics = (tmp_path / "two" / "metrics.csv").read_text().splitlines()[1].split(",")
     assert one_metrics[3:5] == two_metrics[3:5]  # validation accuracy and F1: every image once
+
+
+def test_grad_checkpointing_trains_to_the_same_losses(phantoms, tmp_path):
+    losses = []
+    for flag in ("false", "true"):
+        run = tmp_path / f"run-{flag}"
+        args = ["train", "--data", str(phantoms), "--out", str(run), "epochs=1", *TINY, f"grad_checkpointing={flag}"]
+        assert main(args) == 0
+        with (run / "steps.csv").open() as handle:
+            losses.append([float(row["loss"]) for row in csv.DictReader(handle)])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)

@@ -40,7 +40,9 @@ class TrainConfig:
     ``skip_bad``, ``num_workers`` (loader processes per training process; -1 = what the
     machine has: its usable cores shared among the processes on this node, at most 8).
     Engine: ``seed``, ``amp`` (auto = bf16 where the GPU or CPU computes it natively, else off), ``channels_last``,
-    ``compile``, ``bn`` (train | frozen: every BatchNorm in eval mode),
+    ``compile``, ``grad_checkpointing`` (recompute each block's activations in backward:
+    less than half the memory at batch 32, 299 px; attention model only), ``bn`` (train |
+    frozen: every BatchNorm in eval mode),
     ``bn_recalibrate`` (images used to re-estimate BatchNorm statistics before each
     validation; 0 = off), ``threads`` (CPU threads; 0 = torch's default).
     """
@@ -79,6 +81,7 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: bool = True
     compile: bool = False
+    grad_checkpointing: bool = False
     bn: str = "train"
     bn_recalibrate: int = 0
     threads: int = 0
@@ -101,6 +104,10 @@ class TrainConfig:
                 raise ConfigError(f"{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
         if self.epochs < 1 or self.batch_size < 1 or self.image_size < 75:
             raise ConfigError("epochs and batch_size must be positive and image_size at least 75")
+        if self.grad_checkpointing and self.model != "inception_v4_attention":
+            raise ConfigError(
+                f"grad_checkpointing needs model=inception_v4_attention: timm's {self.model} does not support it"
+            )
         if self.num_workers < -1:
             raise ConfigError(f"num_workers must be -1 (automatic) or at least 0, got {self.num_workers}")
         if not 0 <= self.val_fraction < 1:

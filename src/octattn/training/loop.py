@@ -28,7 +28,7 @@ from octattn.models.health import (
     profiles_from_tensors,
     profiles_to_tensors,
 )
-from octattn.models.inception import attention_modules
+from octattn.models.inception import InceptionV4Attention, attention_modules
 from octattn.run_paths import record_data_location
 from octattn.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from octattn.training.config import TrainConfig, absolute_paths, save_config
@@ -77,6 +77,8 @@ def build_model(config: TrainConfig, info: DistInfo) -> tuple[nn.Module, list[di
         weights=config.weights,
         **kwargs,
     )
+    if config.grad_checkpointing and isinstance(model, InceptionV4Attention):  # validate() refuses the others
+        model.set_grad_checkpointing(True)
     groups = param_groups(model, config.policy, config.lr_backbone, config.lr_new, config.weight_decay)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(info.device).to(memory_format=memory_format)
