@@ -118,3 +118,14 @@ def test_grad_checkpointing_setting_reaches_the_model_and_is_refused_for_baselin
     assert plain.grad_checkpointing is False
     with pytest.raises(ConfigError, match="grad_checkpointing needs model=inception_v4_attention"):
         load_config(None, ["grad_checkpointing=true", "model=inception_v4"])
+
+
+def test_best_epoch_breaks_macro_f1_ties_by_validation_loss():
+    from octattn.training.loop import better_epoch
+
+    best = {"epoch": 5, "val_macro_f1": 0.9749, "val_loss": 0.2516}
+    assert better_epoch({"val_macro_f1": 0.9749, "val_loss": 0.0918}, best)  # the 12-epoch demo's epochs 5 and 6
+    assert not better_epoch({"val_macro_f1": 0.9749, "val_loss": 0.30}, best)
+    assert not better_epoch({"val_macro_f1": 0.95, "val_loss": 0.01}, best)
+    assert better_epoch({"val_macro_f1": 0.98, "val_loss": 0.9}, best)
+    assert better_epoch({"val_macro_f1": 0.5, "val_loss": 1.0}, {"epoch": -1, "val_macro_f1": -1.0})

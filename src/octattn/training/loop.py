@@ -85,6 +85,15 @@ def build_model(config: TrainConfig, info: DistInfo) -> tuple[nn.Module, list[di
     return model, groups
 
 
+def better_epoch(row: dict[str, Any], best: dict[str, Any]) -> bool:
+    """Whether this epoch's validation beats the best so far: a higher macro-F1, or the same
+    macro-F1 with a lower validation loss. Small validation sets tie often (80 images take
+    a handful of F1 values), and the first of tied epochs is usually the least trained."""
+    if row["val_macro_f1"] != best["val_macro_f1"]:
+        return bool(row["val_macro_f1"] > best["val_macro_f1"])
+    return bool(row["val_loss"] < best.get("val_loss", float("inf")))
+
+
 def train(
     config: TrainConfig,
     run_dir: str | Path,
@@ -224,8 +233,7 @@ def _train(
             f"{stats.images_per_s:.1f} img/s" + (f"\n  {describe_health(health)}" if health else "")
         )
         if info.is_main:
-            improved = row["val_macro_f1"] > best["val_macro_f1"]
-            if improved:
+            if better_epoch(row, best):
                 best = {"epoch": epoch + 1, **{k: v for k, v in row.items() if k != "epoch"}}
                 save_best_bundle(run_dir, model, config, predictions.logits, predictions.labels, epoch + 1)
             write_logs(run_dir, history, steps)
