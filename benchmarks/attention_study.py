@@ -57,13 +57,18 @@ RECIPES: dict[str, list[str]] = {
 }
 
 
+FAST_MASK_FACTOR = 10.0
+"""The ``fastmask`` runs train the soft-mask branches at this multiple of the new-layer rate."""
+
+
 @dataclass(frozen=True)
 class Run:
     """One fine-tuning run of the grid."""
 
     recipe: str
     model: str  # "attention" or "plain"
-    start: str  # the mask start for attention ("nomask": the modules without masks); "-" for plain
+    start: str  # the mask start for attention ("nomask": the modules without masks; "fastmask":
+    # the identity start with the masks at 10x the new-layer rate); "-" for plain
     seed: int
 
     @property
@@ -77,6 +82,8 @@ class Run:
             return [*extra, "model=inception_v4"]
         if self.start == "nomask":  # the ablation: the modules' units without their masks
             return [*extra, "attention_init=identity", "attention_mask=false"]
+        if self.start == "fastmask":  # the lever for masks that barely leave the identity start
+            return [*extra, "attention_init=identity", f"lr_mask_factor={FAST_MASK_FACTOR}"]
         return [*extra, f"attention_init={self.start}"]
 
 
@@ -94,6 +101,7 @@ def grid(quick: bool) -> list[Run]:
         runs += [Run("adamw", "attention", start, seed) for start in ("identity", "gentle", "he")]
         runs.append(Run("adamw", "plain", "-", seed))
     runs += [Run("adamw", "attention", "nomask", seed) for seed in (0, 1)]
+    runs += [Run("adamw", "attention", "fastmask", seed) for seed in (0, 1)]
     return runs
 
 

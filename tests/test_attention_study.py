@@ -20,9 +20,11 @@ def test_divergence_is_a_loss_above_its_first_epoch_for_more_than_one_epoch():
 def test_grid_compares_every_start_under_the_chosen_recipe_with_two_seeds():
     runs = grid(quick=False)
     chosen = {(r.start, r.seed) for r in runs if r.recipe == "adamw" and r.model == "attention"}
-    assert chosen == {(s, seed) for s in ("identity", "gentle", "he", "nomask") for seed in (0, 1)}
+    assert chosen == {(s, seed) for s in ("identity", "gentle", "he", "nomask", "fastmask") for seed in (0, 1)}
     ablation = next(r for r in runs if r.start == "nomask")
     assert "attention_mask=false" in ablation.overrides()
+    lever = next(r for r in runs if r.start == "fastmask")
+    assert "attention_init=identity" in lever.overrides() and "lr_mask_factor=10.0" in lever.overrides()
     assert {r.recipe for r in runs} == {"paper-sgd", "sgd-clip", "adamw"}
     assert all(any(p.model == "plain" and p.recipe == r.recipe and p.seed == r.seed for p in runs) for r in runs)
 

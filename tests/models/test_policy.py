@@ -77,3 +77,17 @@ def test_roles_cover_every_parameter():
 def test_unknown_policy():
     with pytest.raises(ConfigError, match="unknown policy"):
         parameter_roles(octattn.create_model("inception_v4"), "most")
+
+
+def test_mask_branches_get_their_own_rate_only_when_asked():
+    model = octattn.create_model("inception_v4_attention")
+    default = param_groups(model, "paper", lr_backbone=1e-5, lr_new=1e-3)
+    assert {g["name"] for g in default} == {"backbone", "backbone_no_decay", "new", "new_no_decay"}
+    groups = {g["name"]: g for g in param_groups(model, "paper", lr_backbone=1e-5, lr_new=1e-3, lr_mask_factor=10)}
+    assert groups["mask"]["lr"] == pytest.approx(1e-2) and groups["new"]["lr"] == pytest.approx(1e-3)
+    names = {id(p): n for n, p in model.named_parameters()}
+    in_mask = [names[id(p)] for p in groups["mask"]["params"] + groups["mask_no_decay"]["params"]]
+    assert in_mask and all(".mask_body." in n or ".mask_head." in n for n in in_mask)
+    mask_params = sum(1 for n, _ in model.named_parameters() if ".mask_body." in n or ".mask_head." in n)
+    assert len(in_mask) == mask_params  # every mask parameter, and the trunks stay at lr_new
+    assert not any(".mask_" in names[id(p)] for p in groups["new"]["params"] + groups["new_no_decay"]["params"])

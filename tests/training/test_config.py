@@ -86,3 +86,9 @@ def test_bundled_presets_load(name):
         assert config.lr_new / config.lr_backbone == pytest.approx(100)
         assert config.image_size == 299
         assert config.attention_mask is (name != "paper/attention-nomask")
+
+
+def test_lr_mask_factor_must_be_positive():
+    assert load_config(None, ["lr_mask_factor=10"]).lr_mask_factor == 10.0
+    with pytest.raises(ConfigError, match="lr_mask_factor must be positive"):
+        load_config(None, ["lr_mask_factor=0"])

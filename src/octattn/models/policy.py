@@ -67,19 +67,30 @@ def _decays(name: str, param: nn.Parameter) -> bool:
     return param.ndim > 1 and not name.endswith(".bias")
 
 
+def _in_mask_branch(name: str) -> bool:
+    return ".mask_body." in name or ".mask_head." in name
+
+
 def param_groups(
     model: nn.Module,
     policy: str = "paper",
     lr_backbone: float = 1e-3,
     lr_new: float = 0.1,
     weight_decay: float = 1e-4,
+    lr_mask_factor: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Freeze what ``policy`` freezes and return the optimizer's parameter groups.
 
     Returns up to four groups (backbone / new x decayed / not decayed), each with
-    ``name``, ``params``, ``lr`` and ``weight_decay``; empty groups are left out.
+    ``name``, ``params``, ``lr`` and ``weight_decay``; empty groups are left out. With
+    ``lr_mask_factor`` other than 1, the attention modules' soft-mask branches get groups of
+    their own (``mask``) at ``lr_new * lr_mask_factor``: the lever for masks that learn
+    slowly from a near-identity start.
     """
     roles = parameter_roles(model, policy)
+    if lr_mask_factor != 1.0:
+        roles = {n: "mask" if r == "new" and _in_mask_branch(n) else r for n, r in roles.items()}
+    rates = {"backbone": lr_backbone, "new": lr_new, "mask": lr_new * lr_mask_factor}
     groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         role = roles[name]
@@ -92,7 +103,7 @@ def param_groups(
             {
                 "name": f"{role}{'' if decay else '_no_decay'}",
                 "params": params,
-                "lr": lr_new if role == "new" else lr_backbone,
+                "lr": rates[role],
                 "weight_decay": weight_decay if decay else 0.0,
             }
         )

@@ -30,7 +30,8 @@ class TrainConfig:
     (false: the modules without their masks, an ablation), ``in_chans``,
     ``pretrained`` (fetch ImageNet weights) or ``weights`` (local safetensors file).
     Recipe: ``policy``, ``optimizer`` (sgd | adamw), ``lr_backbone``, ``lr_new``,
-    ``momentum``, ``weight_decay``, ``schedule`` (constant | cosine | step),
+    ``lr_mask_factor`` (the soft-mask branches at ``lr_new`` times this), ``momentum``,
+    ``weight_decay``, ``schedule`` (constant | cosine | step),
     ``warmup_steps``, ``epochs``, ``batch_size`` (global, over all processes),
     ``grad_clip`` (0 = off), ``label_smoothing``.
     Data: ``data`` (folder or CSV), ``cache`` (a cache folder from ``octattn data cache``),
@@ -58,6 +59,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     lr_backbone: float = 1e-5
     lr_new: float = 1e-3
+    lr_mask_factor: float = 1.0
     momentum: float = 0.9
     weight_decay: float = 1e-4
     schedule: str = "constant"
@@ -108,6 +110,8 @@ class TrainConfig:
             raise ConfigError(
                 f"grad_checkpointing needs model=inception_v4_attention: timm's {self.model} does not support it"
             )
+        if not self.lr_mask_factor > 0:
+            raise ConfigError(f"lr_mask_factor must be positive, got {self.lr_mask_factor}")
         if self.num_workers < -1:
             raise ConfigError(f"num_workers must be -1 (automatic) or at least 0, got {self.num_workers}")
         if not 0 <= self.val_fraction < 1:

@@ -79,7 +79,9 @@ def build_model(config: TrainConfig, info: DistInfo) -> tuple[nn.Module, list[di
     )
     if config.grad_checkpointing and isinstance(model, InceptionV4Attention):  # validate() refuses the others
         model.set_grad_checkpointing(True)
-    groups = param_groups(model, config.policy, config.lr_backbone, config.lr_new, config.weight_decay)
+    groups = param_groups(
+        model, config.policy, config.lr_backbone, config.lr_new, config.weight_decay, config.lr_mask_factor
+    )
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(info.device).to(memory_format=memory_format)
     return model, groups
