@@ -12,6 +12,7 @@ test split, each with the true lesion outlined, then the masks after ``features.
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,9 @@ def study_figure(run: Path, phantoms: Path, per_class: int = 2) -> None:
             painted[outline] = (255, 255, 255)
             images.append(painted)
             captions.append(name.removeprefix("attention_"))
-    (DOCS / "attention-study.png").write_bytes(image_grid(images, captions, columns=4))
+    # Speckle compresses badly: a 256-colour palette keeps the README's figure under 1 MiB
+    grid = Image.open(io.BytesIO(image_grid(images, captions, columns=4))).convert("RGB")
+    grid.quantize(colors=256).save(DOCS / "attention-study.png", optimize=True)
 
 
 def main() -> None:
