@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from octattn.cli_inference import add_inference_commands, add_precision
 from octattn.errors import OctattnError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -223,21 +224,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_precision(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16"),
-        default="auto",
-        help="auto (default): bf16 where the CPU or GPU computes it natively, else fp32",
-    )
-
-
-def _add_engine_options(parser: argparse.ArgumentParser) -> None:
-    _add_precision(parser)
-    parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
-    parser.add_argument("--onnx", help="the ONNX file for --backend onnxruntime (fp32 or int8 from export)")
-
-
 def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("evaluate", help="metrics with confidence intervals on a labelled split")
     evaluate.add_argument("model", help="a model bundle or a run folder")
@@ -249,7 +235,7 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--tta", action="store_true", help="average with the horizontally flipped scan")
     evaluate.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     evaluate.add_argument("--skip-bad", action="store_true", help="leave out unreadable images and list them")
-    _add_precision(evaluate)
+    add_precision(evaluate)
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     compare = sub.add_parser("compare", help="two models on the same images: McNemar and paired intervals")
@@ -283,148 +269,6 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--data", help="run the same experiment on a real OCT2017-style folder")
     demo.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     demo.set_defaults(handler=_cmd_demo)
-
-
-def _cmd_predict(args: argparse.Namespace) -> int:
-    from octattn.inference.batch import predict_paths
-    from octattn.inference.inputs import expand_inputs
-    from octattn.inference.onnx_export import make_predictor
-
-    predictor = make_predictor(args.model, args.backend, args.onnx, args.precision, tta=args.tta)
-    run = predict_paths(predictor, expand_inputs(args.paths), args.batch)
-    for line in run.table():
-        print(line)
-    for item in run.not_predicted:
-        print(f"not predicted: {item.source}: {item.reason}", file=sys.stderr)
-    if args.out:
-        print(f"written to {run.write(args.out)}")
-    print(run.summary())
-    return 1 if run.not_predicted else 0
-
-
-def _cmd_explain(args: argparse.Namespace) -> int:
-    from octattn.explain.run import explain_images
-    from octattn.inference.inputs import expand_inputs
-
-    written, failures = explain_images(args.model, expand_inputs(args.images), args.out, precision=args.precision)
-    for path in written:
-        print(path)
-    for failure in failures:
-        print(f"failed: {failure}", file=sys.stderr)
-    return 1 if failures else 0
-
-
-def _cmd_explain_eval(args: argparse.Namespace) -> int:
-    import json
-
-    from octattn.explain.run import explain_eval, format_explain_eval
-    from octattn.io import atomic_write_text
-
-    result = explain_eval(args.model, args.phantoms, args.split, args.limit)
-    print(format_explain_eval(result))
-    if args.json:
-        atomic_write_text(args.json, json.dumps(result, indent=1))
-    return 0
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    from octattn.inference.onnx_export import export_onnx
-
-    path = export_onnx(args.model, args.out, quantize=args.quantize, calibration=args.calibration)
-    kind = "int8 (QDQ, per-channel weights)" if args.quantize else "fp32"
-    print(f"ONNX model written to {path}: {kind}; input 'scan' N x C x H x W, output 'logits'; dynamic batch")
-    return 0
-
-
-def _cmd_push(args: argparse.Namespace) -> int:
-    from octattn.inference.publish import push_model
-
-    url = push_model(args.model, args.repo, private=args.private, license_id=args.license)
-    print(f"pushed {args.model} to {url} (load it with `octattn predict hf-hub:{args.repo} ...`)")
-    return 0
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    import logging
-    import os
-
-    import uvicorn
-
-    from octattn.serve.app import TOKEN_ENV, check_bind, create_app
-
-    token = args.token or os.environ.get(TOKEN_ENV) or None
-    check_bind(args.host, token, args.allow_unauthenticated)
-    app = create_app(
-        args.model,
-        max_upload_bytes=args.max_upload_mb * 1024 * 1024,
-        token=token,
-        precision=args.precision,
-        backend=args.backend,
-        onnx_path=args.onnx,
-    )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    access = "token required" if token else "no token (open to anyone who reaches the port)"
-    print(f"serving {args.model} on http://{args.host}:{args.port} ({access}; {app.state.engine})")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
-    return 0
-
-
-def _add_inference_commands(sub: argparse._SubParsersAction) -> None:
-    predict = sub.add_parser("predict", help="classify scans (files, folders, globs, DICOM/.vol/.e2e volumes)")
-    predict.add_argument("model", help="a model bundle, a run folder, local-dir:FOLDER or hf-hub:ORG/NAME")
-    predict.add_argument("paths", nargs="+", help="image files, folders, glob patterns or volume files")
-    predict.add_argument("--out", help="write the predictions to FILE.csv or FILE.json")
-    predict.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
-    predict.add_argument("--tta", action="store_true", help="average with the horizontally flipped scan")
-    _add_engine_options(predict)
-    predict.add_argument("--verbose", action="store_true", help="also show the volume readers' own log lines")
-    predict.set_defaults(handler=_cmd_predict)
-
-    explain = sub.add_parser("explain", help="attention masks and Grad-CAM over scans, as PNG overlays")
-    explain.add_argument("model")
-    explain.add_argument("images", nargs="+")
-    explain.add_argument("--out", required=True, help="output folder")
-    _add_precision(explain)
-    explain.set_defaults(handler=_cmd_explain)
-
-    explain_eval = sub.add_parser("explain-eval", help="score attention and Grad-CAM localisation on phantoms")
-    explain_eval.add_argument("model")
-    explain_eval.add_argument("phantoms", help="a phantom folder from `octattn data synth` (with masks/)")
-    explain_eval.add_argument("--split", default="test")
-    explain_eval.add_argument("--limit", type=int, default=0, help="score at most this many phantoms")
-    explain_eval.add_argument("--json", help="also write the scores as JSON")
-    explain_eval.set_defaults(handler=_cmd_explain_eval)
-
-    export = sub.add_parser("export", help="export a model bundle (ONNX, dynamic batch)")
-    export.add_argument("model")
-    export.add_argument("out", help="output .onnx file")
-    export.add_argument("--format", choices=["onnx"], default="onnx")
-    export.add_argument("--quantize", choices=["int8"], help="static int8 quantization with onnxruntime")
-    export.add_argument("--calibration", help="folder of real scans for --quantize int8 (64 are read)")
-    export.set_defaults(handler=_cmd_export)
-
-    push = sub.add_parser("push", help="publish a model bundle with a model card on the Hugging Face Hub")
-    push.add_argument("model", help="a model bundle or a run folder")
-    push.add_argument("repo", help="the Hub repository, ORG/NAME")
-    push.add_argument("--private", action="store_true", help="create the repository as private")
-    push.add_argument("--license", default="apache-2.0", help="licence in the model card (default apache-2.0)")
-    push.set_defaults(handler=_cmd_push)
-
-    serve = sub.add_parser("serve", help="HTTP service with a page (FastAPI + uvicorn)")
-    serve.add_argument("model")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--max-upload-mb", type=int, default=20, help="largest upload in MiB (default 20)")
-    _add_engine_options(serve)
-    serve.add_argument(
-        "--token", help="bearer token every request but /healthz must carry (better: the OCTATTN_TOKEN variable)"
-    )
-    serve.add_argument(
-        "--allow-unauthenticated",
-        action="store_true",
-        help="serve beyond this machine without a token (only behind a proxy that authenticates)",
-    )
-    serve.set_defaults(handler=_cmd_serve)
 
 
 BENCHMARKS = ("loader", "models", "inference", "memory", "serve_load", "gpu", "attention_study")
@@ -475,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_train_command(sub)
     _add_evaluation_commands(sub)
-    _add_inference_commands(sub)
+    add_inference_commands(sub)
     bench = sub.add_parser("bench", help="run a benchmark of benchmarks/ (results in benchmarks/results/)")
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark (e.g. --quick)")

@@ -129,3 +129,15 @@ def test_best_epoch_breaks_macro_f1_ties_by_validation_loss():
     assert not better_epoch({"val_macro_f1": 0.95, "val_loss": 0.01}, best)
     assert better_epoch({"val_macro_f1": 0.98, "val_loss": 0.9}, best)
     assert better_epoch({"val_macro_f1": 0.5, "val_loss": 1.0}, {"epoch": -1, "val_macro_f1": -1.0})
+
+
+@pytest.mark.parametrize(
+    ("amp", "native", "expected"),
+    [("off", True, "fp32"), ("bf16", False, "bf16"), ("auto", True, "bf16"), ("auto", False, "fp32")],
+)
+def test_training_amp_follows_the_inference_precision_rule(monkeypatch, amp, native, expected):
+    from octattn import precision
+    from octattn.training.steps import training_precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device: native)
+    assert training_precision(TrainConfig(amp=amp), torch.device("cpu")) == expected

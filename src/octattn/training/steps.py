@@ -6,7 +6,6 @@ strings them together into a run.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from octattn.classes import CLASS_NAMES
 from octattn.errors import OctattnError
 from octattn.models.health import MaskMeter
 from octattn.models.inception import InceptionV4Attention
-from octattn.precision import native_bf16
+from octattn.precision import autocast_for, resolve_precision
 from octattn.training.config import TrainConfig
 from octattn.training.distributed import DistInfo, all_gather_objects, loader_workers
 
@@ -55,18 +54,10 @@ class Predictions:
         return softmax(self.logits, temperature)
 
 
-def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast for ``amp: bf16``, and for ``auto`` where the device computes bf16
-    natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX); else none."""
-    if config.amp == "off" or (config.amp == "auto" and not native_bf16(device)):
-        return None
-    return torch.bfloat16
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+def training_precision(config: TrainConfig, device: torch.device) -> str:
+    """The config's ``amp`` as a resolved precision: ``off`` is fp32, ``bf16`` is bf16, and
+    ``auto`` is bf16 where the device computes it natively (the rule inference follows too)."""
+    return resolve_precision({"off": "fp32"}.get(config.amp, config.amp), device)
 
 
 def set_model_mode(model: nn.Module, bn: str) -> None:
@@ -104,7 +95,7 @@ def train_one_epoch(
     """One pass over the training data; raises :class:`TrainingDiverged` on a non-finite loss."""
     set_model_mode(model, config.bn)
     device = info.device
-    amp = amp_dtype(config, device)
+    precision = training_precision(config, device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     losses: list[float] = []
@@ -114,7 +105,7 @@ def train_one_epoch(
     for images, labels, _ in bar:
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         labels = labels.to(device, non_blocking=True)
-        with autocast(device, amp):
+        with autocast_for(precision, device):
             loss = criterion(model(images), labels)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
@@ -149,11 +140,11 @@ def predict_dataset(
     subset = torch.utils.data.Subset(dataset, indices)
     workers = loader_workers(config.num_workers, info)
     loader = DataLoader(subset, batch_size=batch_size or config.batch_size, num_workers=workers)
-    amp = amp_dtype(config, info.device)
+    precision = training_precision(config, info.device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     rows: list[tuple[int, np.ndarray, int]] = []
     for images, labels, item_indices in loader:
-        with autocast(info.device, amp):
+        with autocast_for(precision, info.device):
             logits = model(images.to(info.device, memory_format=memory_format)).float().cpu().numpy()
         rows.extend(zip(item_indices.tolist(), logits, labels.tolist(), strict=True))
     merged = sorted((row for part in all_gather_objects(rows, info) for row in part), key=lambda r: r[0])
@@ -200,9 +191,9 @@ def measure_masks(
     meter = MaskMeter()
     model.eval()
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    amp = amp_dtype(config, info.device)
+    precision = training_precision(config, info.device)
     for images, _, _ in DataLoader(dataset, batch_size=batch_size):
-        with autocast(info.device, amp):
+        with autocast_for(precision, info.device):
             model(images.to(info.device, memory_format=memory_format))
         if isinstance(model, InceptionV4Attention):
             meter.update(model.attention_masks())
