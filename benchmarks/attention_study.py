@@ -32,6 +32,7 @@ import csv
 import itertools
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,7 +185,7 @@ def worse_than_chance(losses: list[float]) -> bool:
 
 
 def diverged(losses: list[float]) -> bool:
-    """The issue's test: the training loss above its first-epoch level for more than one
+    """The divergence test: the training loss above its first-epoch level for more than one
     epoch, or not finite."""
     if any(not math.isfinite(v) for v in losses):
         return True
@@ -338,7 +339,17 @@ def localisation_table(records: list[dict[str, Any]], difficulty: str) -> str:
     return "\n".join(lines)
 
 
-def _table(records: list[dict[str, Any]]) -> str:
+def comparison_lines(comparison: dict[str, Any]) -> list[str]:
+    """A stored comparison's McNemar and accuracy lines with both runs named (results written
+    before ``compare`` named its models said A and B: those letters become the run names)."""
+    names = {"A": comparison["a"], "B": comparison["b"]}
+    return [re.sub(r"\b[AB]\b", lambda m: names[m.group(0)], line) for line in comparison["lines"][2:4]]
+
+
+def table(results: dict[str, Any]) -> str:
+    """The study's tables and paired comparisons, rendered from ``attention_study.json``."""
+    records = results["runs"]
+    notes = "\n".join(f"- {c['b']} vs {c['a']}: " + " ".join(comparison_lines(c)) for c in results["comparisons"])
     return "\n\n".join(
         [
             training_table(records),
@@ -346,6 +357,8 @@ def _table(records: list[dict[str, Any]]) -> str:
             localisation_table(records, "hard"),
             "Localisation on the standard test phantoms (150 with lesions):",
             localisation_table(records, "standard"),
+            "Paired comparisons on the same 200 test phantoms:",
+            notes,
         ]
     )
 
@@ -374,11 +387,9 @@ def main() -> None:
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "attention_study.json", json.dumps(results, indent=1))
-    table = _table(records)
-    notes = "\n".join(f"- {c['b']} vs {c['a']}: " + " ".join(c["lines"][2:4]) for c in comparisons)
-    atomic_write_text(out / "attention_study.md", table + "\n\n" + notes + "\n")
-    print(table)
-    print(notes)
+    text = table(results)
+    atomic_write_text(out / "attention_study.md", text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from octattn.io import atomic_write_text
+
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data" / "oct2017-mini"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -32,6 +34,7 @@ def machine() -> dict[str, Any]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "cpu": cpu,
+        "cpu_flags": " ".join(_notable_flags()),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": gpu,
@@ -39,6 +42,21 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+NOTABLE_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
+
+
+def _notable_flags() -> list[str]:
+    """The CPU flags that decide speed here (AVX2, AVX-512, native bf16, VNNI, AMX)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [f for f in NOTABLE_FLAGS if f in present]
+    except OSError:
+        pass
+    return []
 
 
 def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
@@ -53,13 +71,20 @@ def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> 
     return statistics.median(times)
 
 
-def write_results(name: str, results: dict[str, Any], table: str) -> None:
-    """``results/NAME.json`` (numbers + machine) and ``results/NAME.md`` (the README table)."""
+def measured_on(results: dict[str, Any]) -> str:
+    """One line naming the machine and date a results file was measured on."""
+    m = results["machine"]
+    flags = f"; {m['cpu_flags']}" if m.get("cpu_flags") else ""
+    date = f" {m['date'][:10]}" if m.get("date") else ""
+    return f"Measured{date} on {m['cpu']} ({m['cores']} cores{flags}), torch {m['torch']}."
+
+
+def write_results(name: str, results: dict[str, Any], table: Callable[[dict[str, Any]], str]) -> None:
+    """``results/NAME.json`` (numbers + machine) and ``results/NAME.md``: ``table`` renders the
+    JSON, the same function the docs' tables come from (``benchmarks.docs_tables``)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {"machine": machine(), **results}
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=1) + "\n")
-    m = payload["machine"]
-    note = f"Measured {m['date'][:10]} on {m['cpu']} ({m['cores']} cores), torch {m['torch']}."
-    (RESULTS / f"{name}.md").write_text(table.rstrip() + "\n\n" + note + "\n")
-    print(table)
-    print(note)
+    atomic_write_text(RESULTS / f"{name}.json", json.dumps(payload, indent=1) + "\n")
+    text = table(payload).rstrip() + "\n\n" + measured_on(payload) + "\n"
+    atomic_write_text(RESULTS / f"{name}.md", text)
+    print(text)

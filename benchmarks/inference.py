@@ -29,7 +29,7 @@ import torch
 
 from benchmarks.common import REAL_DATA, REPO, median_time, write_results
 from octattn.data.transforms import Preprocess
-from octattn.inference.bundle import BundleConfig, architecture_of, save_bundle
+from octattn.inference.bundle import BundleConfig, architecture_of, read_bundle_config, save_bundle
 from octattn.inference.onnx_export import OnnxPredictor, export_onnx
 from octattn.inference.predictor import Predictor
 from octattn.models import create_model
@@ -58,6 +58,13 @@ def _real_scans() -> list[Path]:
 def _newest_demo_model() -> Path | None:
     runs = sorted((REPO / "runs").glob("demo-*/run/model"), key=lambda p: p.stat().st_mtime)
     return runs[-1] if runs else None
+
+
+def model_label(path: Path) -> str:
+    """A bundle's name for the tables: its run folder's name and input size, never a machine's path."""
+    config = read_bundle_config(path)
+    run = path.parent.name if path.name == "model" else path.name
+    return f"`{run}` ({config.preprocess.size[0]} px)"
 
 
 def speed(size: int, work: Path) -> tuple[dict[str, dict[str, float]], float]:
@@ -186,35 +193,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         results, compile_seconds = speed(args.size, Path(tmp))
         capped = capped_isa(args.size)
-        agreed = {str(m): agreement(m, Path(tmp)) for m in model_paths} if REAL_DATA.is_dir() else {}
-    base = results["eager fp32, channels_last (octattn fp32)"]["images_per_s"]
-    rows = [
-        f"| {name} | {r['latency_ms']:.0f} | {r['images_per_s']:.1f} | {r['images_per_s'] / base:.2f}x |"
-        for name, r in results.items()
-    ]
-    lines = [
-        f"| path (attention model, {args.size} px, CPU) | batch-1 latency ms | batch-{BATCH} img/s | vs octattn fp32 |",
-        "| --- | ---: | ---: | ---: |",
-        *rows,
-        "",
-        f"Native bf16 on this CPU: {'yes' if cpu_has_native_bf16() else 'no'}. torch.compile's first calls took "
-        f"{compile_seconds:.0f} s. With oneDNN capped at AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2`, an approximation of a "
-        "CPU without AVX-512, AVX512-BF16 or VNNI): "
-        + ", ".join(f"{name} {value:.1f} img/s" for name, value in capped.items())
-        + " (what `auto` avoids: bf16 without hardware support).",
-    ]
-    for model, by_path in agreed.items():
-        scans = next(iter(by_path.values()))["scans"]
-        lines += [
-            "",
-            f"| agreement with fp32 eager ({scans} real scans, `{model}`) | same class "
-            "| largest probability difference |",
-            "| --- | ---: | ---: |",
-            *(
-                f"| {name} | {100 * a['class_agreement']:.1f}% | {a['max_probability_difference']:.4f} |"
-                for name, a in by_path.items()
-            ),
-        ]
+        agreed = {model_label(m): agreement(m, Path(tmp)) for m in model_paths} if REAL_DATA.is_dir() else {}
     write_results(
         "inference",
         {
@@ -226,9 +205,43 @@ def main() -> int:
             "onednn_capped_at_avx2": capped,
             "agreement": agreed,
         },
-        "\n".join(lines),
+        table,
     )
     return 0
+
+
+def table(results: dict[str, Any]) -> str:
+    """The docs' tables of an ``inference.json``."""
+    speeds = results["results"]
+    base = speeds["eager fp32, channels_last (octattn fp32)"]["images_per_s"]
+    lines = [
+        f"| path (attention model, {results['size']} px, CPU) | batch-1 latency ms | batch-{results['batch']} img/s "
+        "| vs octattn fp32 |",
+        "| --- | ---: | ---: | ---: |",
+        *(
+            f"| {name} | {r['latency_ms']:.0f} | {r['images_per_s']:.1f} | {r['images_per_s'] / base:.2f}x |"
+            for name, r in speeds.items()
+        ),
+        "",
+        f"Native bf16 on this CPU: {'yes' if results['native_bf16'] else 'no'}. torch.compile's first calls took "
+        f"{results['compile_seconds']:.0f} s. With oneDNN capped at AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2`, an approximation "
+        "of a CPU without AVX-512, AVX512-BF16 or VNNI): "
+        + ", ".join(f"{name} {value:.1f} img/s" for name, value in results["onednn_capped_at_avx2"].items())
+        + " (what `auto` avoids: bf16 without hardware support).",
+    ]
+    for model, by_path in results["agreement"].items():
+        scans = next(iter(by_path.values()))["scans"]
+        lines += [
+            "",
+            f"| agreement with fp32 eager ({scans} real scans, {model}) | same class "
+            "| largest probability difference |",
+            "| --- | ---: | ---: |",
+            *(
+                f"| {name} | {100 * a['class_agreement']:.1f}% | {a['max_probability_difference']:.4f} |"
+                for name, a in by_path.items()
+            ),
+        ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from typing import Any
 
 import torch
 
@@ -37,17 +38,19 @@ def main() -> int:
         for name, reader in readers.items():
             seconds = median_time(lambda r=reader: [transform(r(s), "") for s in samples])
             rates[name] = len(samples) / seconds
-    base = rates["JPEG, reduced decode"]
-    rows = [f"| {name} | {rate:,.0f} | {rate / base:.1f}x |" for name, rate in rates.items()]
-    table = "\n".join(
-        [
-            f"| loader path ({len(samples)} real scans -> {SIZE}x{SIZE} tensor, 1 core) | images/s | vs reduced JPEG |",
-            "| --- | ---: | ---: |",
-            *rows,
-        ]
-    )
     write_results("loader", {"images": len(samples), "size": SIZE, "images_per_s": rates}, table)
     return 0
+
+
+def table(results: dict[str, Any]) -> str:
+    """The docs' table of a ``loader.json``."""
+    rates, size = results["images_per_s"], results["size"]
+    base = rates["JPEG, reduced decode"]
+    rows = [f"| {name} | {rate:,.0f} | {rate / base:.1f}x |" for name, rate in rates.items()]
+    header = (
+        f"| loader path ({results['images']} real scans -> {size}x{size} tensor, 1 core) | images/s | vs reduced JPEG |"
+    )
+    return "\n".join([header, "| --- | ---: | ---: |", *rows])
 
 
 if __name__ == "__main__":

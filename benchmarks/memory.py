@@ -13,6 +13,7 @@ import argparse
 import subprocess
 import sys
 import tempfile
+from typing import Any
 
 from benchmarks.common import write_results
 
@@ -60,10 +61,14 @@ def main() -> int:
     if args.demo:
         with tempfile.TemporaryDirectory() as tmp:
             results["octattn demo"] = _child_peak_mib([sys.executable, "-m", "octattn", "demo", "--out", f"{tmp}/d"])
-    rows = [f"| {name} | {mib / 1024:.2f} GiB |" for name, mib in results.items()]
-    table = "\n".join(["| process (CPU) | peak resident memory |", "| --- | ---: |", *rows])
     write_results("memory", {"peak_rss_mib": results}, table)
     return 0
+
+
+def table(results: dict[str, Any]) -> str:
+    """The docs' table of a ``memory.json``."""
+    rows = [f"| {name} | {mib / 1024:.2f} GiB |" for name, mib in results["peak_rss_mib"].items()]
+    return "\n".join(["| process (CPU) | peak resident memory |", "| --- | ---: |", *rows])
 
 
 if __name__ == "__main__":

@@ -171,22 +171,14 @@ def main() -> int:
     cpu = _device().type == "cpu"
     sizes = [(91, 32, 32)] + ([] if args.quick else [(299, 8 if cpu else 128, 32 if cpu else 256)])
     rates: dict[str, dict[str, dict[str, float]]] = {}
-    rows = []
     for size, train_batch, infer_batch in sizes:
         for name in MODEL_NAMES:
             start = time.perf_counter()
             train = training_rate(name, size, train_batch)
             infer = inference_rate(name, size, infer_batch)
-            rates.setdefault(str(size), {})[name] = {"train": train, "infer": infer}
+            rates.setdefault(str(size), {})[name] = {"train": train, "infer": infer, "train_batch": train_batch}
             seconds = time.perf_counter() - start
             print(f"{name} @ {size}: train {train:.1f} img/s, infer {infer:.1f} img/s ({seconds:.0f} s)")
-        plain = rates[str(size)]["inception_v4"]
-        for name in MODEL_NAMES:
-            r = rates[str(size)][name]
-            rows.append(
-                f"| {name} | {size} | {train_batch} | {r['train']:.1f} | {r['train'] / plain['train']:.2f} "
-                f"| {r['infer']:.1f} | {r['infer'] / plain['infer']:.2f} |"
-            )
     demo_size, demo_batch, _ = sizes[0]
     share = attention_share(demo_size, demo_batch)
     policy_size = 107
@@ -194,23 +186,52 @@ def main() -> int:
     all_rate = training_rate("inception_v4_attention", policy_size, 16, "all")
     kernels = {policy: backward_kernels(policy) for policy in ("paper", "all")}
     ops = {name: op_profile(name, demo_size, demo_batch) for name in ("inception_v4_attention", "inception_v4")}
+    write_results(
+        "models",
+        {
+            "rates": rates,
+            "attention_modules": len(attention_modules(create_model("inception_v4_attention"))),
+            "attention_share_of_step": share,
+            "profile_size": demo_size,
+            "profile_batch": demo_batch,
+            "policy": {"paper": paper_rate, "all": all_rate, "kernels": kernels},
+            "op_profile_ms": ops,
+        },
+        table,
+    )
+    return 0
+
+
+def table(results: dict[str, Any]) -> str:
+    """The docs' tables of a ``models.json``."""
+    rows = []
+    for size, by_model in results["rates"].items():
+        plain = by_model["inception_v4"]
+        for name, r in by_model.items():
+            batch = r.get("train_batch", 32 if int(size) < 200 else 8)  # files before the key: 32 at 91 px, 8 at 299
+            rows.append(
+                f"| {name} | {size} | {batch} | {r['train']:.1f} | {r['train'] / plain['train']:.2f} "
+                f"| {r['infer']:.1f} | {r['infer'] / plain['infer']:.2f} |"
+            )
+    ops = results["op_profile_ms"]
     op_rows = [
         f"| {group} | {ops['inception_v4_attention'][group]:,.0f} | {ops['inception_v4'][group]:,.0f} "
         f"| {ops['inception_v4_attention'][group] - ops['inception_v4'][group]:+,.0f} |"
-        for group in [*OP_GROUPS, "total"]
+        for group in ops["inception_v4_attention"]
     ]
-    modules = len(attention_modules(create_model("inception_v4_attention")))
-    table = "\n".join(
+    policy, kernels = results["policy"], results["policy"]["kernels"]
+    size, batch = results.get("profile_size", 91), results.get("profile_batch", 32)
+    return "\n".join(
         [
             "| model | px | train batch | train img/s | x v4 | infer img/s (batch 32) | x v4 |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
             *rows,
             "",
-            f"Attention modules ({modules}) take {100 * share:.0f}% of an attention-model training step at "
-            f"{demo_size} px (forward + backward of each module, timed apart).",
+            f"Attention modules ({results['attention_modules']}) take {100 * results['attention_share_of_step']:.0f}% "
+            f"of an attention-model training step at {size} px (forward + backward of each module, timed apart).",
             "",
-            f"Where the extra time goes (torch.profiler, self time in ms of one training step, {demo_size} px, "
-            f"batch {demo_batch}):",
+            f"Where the extra time goes (torch.profiler, self time in ms of one training step, {size} px, "
+            f"batch {batch}):",
             "",
             "| operators | attention model | inception_v4 | extra |",
             "| --- | ---: | ---: | ---: |",
@@ -220,25 +241,15 @@ def main() -> int:
             "| params with grad / trainable |",
             "| --- | ---: | ---: | ---: |",
             *(
-                f"| {p} | {rate:.1f} | {k['convolution_backward_kernels']} of {k['convolutions']} convs "
-                f"| {k['parameters_with_grad']} / {k['trainable_parameters']} |"
-                for p, rate, k in (("paper", paper_rate, kernels["paper"]), ("all", all_rate, kernels["all"]))
+                f"| {p} | {policy[p]:.1f} | {kernels[p]['convolution_backward_kernels']} of "
+                f"{kernels[p]['convolutions']} convs | {kernels[p]['parameters_with_grad']} / "
+                f"{kernels[p]['trainable_parameters']} |"
+                for p in ("paper", "all")
             ),
             "",
-            f"Paper policy speed-up over full fine-tuning: {paper_rate / all_rate:.2f}x.",
+            f"Paper policy speed-up over full fine-tuning: {policy['paper'] / policy['all']:.2f}x.",
         ]
     )
-    write_results(
-        "models",
-        {
-            "rates": rates,
-            "attention_share_of_step": share,
-            "policy": {"paper": paper_rate, "all": all_rate, "kernels": kernels},
-            "op_profile_ms": ops,
-        },
-        table,
-    )
-    return 0
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -121,27 +123,34 @@ def main() -> int:
         }
         for name, engine in engines.items():
             results[name] = _load(model, engine, scans)
-    names = list(results)
-    rows = [
+    write_results(
+        "serve_load", {"requests": REQUESTS, "clients": CLIENTS, "size": args.size, "engines": results}, table
+    )
+    return 1 if any(r["errors"] for r in results.values()) else 0
+
+
+def table(results: dict[str, Any]) -> str:
+    """The docs' table of a ``serve_load.json``."""
+    engines = results["engines"]
+    names = list(engines)
+    rows: list[tuple[str, Callable[[dict[str, float]], str]]] = [
         ("errors", lambda r: f"{r['errors']}"),
         ("p50 latency", lambda r: f"{r['p50_ms']:.0f} ms"),
         ("p99 latency", lambda r: f"{r['p99_ms']:.0f} ms"),
         ("throughput", lambda r: f"{r['requests_per_s']:.1f} requests/s"),
         ("server resident memory: idle / peak", lambda r: f"{r['idle_rss_mib']:.0f} / {r['peak_rss_mib']:.0f} MiB"),
     ]
-    table = "\n".join(
+    header = (
+        f"| service load ({results['requests']} requests, {results['clients']} clients, attention model, "
+        f"{results['size']} px, CPU) | " + " | ".join(names) + " |"
+    )
+    return "\n".join(
         [
-            f"| service load ({REQUESTS} requests, {CLIENTS} clients, attention model, {args.size} px, CPU) | "
-            + " | ".join(names)
-            + " |",
+            header,
             "| --- |" + " ---: |" * len(names),
-            *(f"| {label} | " + " | ".join(fmt(results[n]) for n in names) + " |" for label, fmt in rows),
+            *(f"| {label} | " + " | ".join(fmt(engines[n]) for n in names) + " |" for label, fmt in rows),
         ]
     )
-    write_results(
-        "serve_load", {"requests": REQUESTS, "clients": CLIENTS, "size": args.size, "engines": results}, table
-    )
-    return 1 if any(r["errors"] for r in results.values()) else 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 import octattn
+from octattn.demo import DemoResult, run_demo
+from tests.model_fixtures import make_bundle
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "oct2017-mini"
@@ -37,3 +39,32 @@ def cached_model(name: str, in_chans: int = 1) -> nn.Module:
     """A model in eval mode, built once per (name, channels) for read-only tests."""
     torch.manual_seed(0)
     return octattn.create_model(name, in_chans=in_chans).eval()
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory) -> Path:
+    """An attention-model bundle at 75 px (random weights, non-uniform masks), one for the suite."""
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "model")
+
+
+@pytest.fixture(scope="session")
+def plain_bundle(tmp_path_factory) -> Path:
+    """A plain Inception-v4 bundle at 75 px, one for the suite."""
+    return make_bundle(tmp_path_factory.mktemp("plain") / "model", name="inception_v4")
+
+
+DEMO_TINY = ["image_size=75", "epochs=1", "batch_size=8", "bn_recalibrate=8", "threads=1", "warmup_steps=1"]
+"""The demo's code path at a tiny size (the real demo is measured by benchmarks/demo.py)."""
+
+
+@pytest.fixture(scope="session")
+def demo_result(tmp_path_factory) -> DemoResult:
+    """One tiny demo for the suite: phantoms, a run, its evaluation and its report."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    return run_demo(out, overrides=DEMO_TINY, train_per_class=4, test_per_class=2, progress=False, log=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def demo_dir(demo_result: DemoResult) -> Path:
+    """The tiny demo's folder."""
+    return demo_result.out_dir

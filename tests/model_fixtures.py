@@ -1,10 +1,10 @@
-"""A small trained-shape bundle shared by inference, explain and serve tests."""
+"""Small trained-shape bundles for inference, explain and serve tests (the shared ones are
+session fixtures in ``conftest.py``: one copy on disk for the whole suite)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 
 import octattn
@@ -23,13 +23,3 @@ def make_bundle(folder: Path, name: str = "inception_v4_attention", size: int = 
             model(torch.randn(8, 1, size, size))
     config = BundleConfig(architecture=architecture_of(name, model), preprocess=Preprocess(size=(size, size)))
     return save_bundle(folder, model.eval(), config)
-
-
-@pytest.fixture(scope="session")
-def bundle(tmp_path_factory) -> Path:
-    return make_bundle(tmp_path_factory.mktemp("bundle") / "model")
-
-
-@pytest.fixture(scope="session")
-def plain_bundle(tmp_path_factory) -> Path:
-    return make_bundle(tmp_path_factory.mktemp("plain") / "model", name="inception_v4")

@@ -7,22 +7,14 @@ import pytest
 from octattn.cli import main
 from octattn.demo import run_demo
 from octattn.errors import OctattnError
-
-TINY = ["image_size=75", "epochs=1", "batch_size=8", "bn_recalibrate=8", "threads=1", "warmup_steps=1"]
-
-
-@pytest.fixture(scope="session")
-def demo_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "out"
-    result = run_demo(out, overrides=TINY, train_per_class=4, test_per_class=2, progress=False, log=lambda _: None)
-    assert 0.0 <= result.accuracy <= 1.0
-    return out
+from tests.conftest import DEMO_TINY as TINY
 
 
-def test_demo_writes_data_run_evaluation_and_report(demo_dir):
+def test_demo_writes_data_run_evaluation_and_report(demo_dir, demo_result):
     assert (demo_dir / "data" / "masks").is_dir()
     run = demo_dir / "run"
     metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
+    assert metrics["accuracy"] == demo_result.accuracy  # what the demo says is what it measured
     assert metrics["n"] == 8 and {"ci", "roc", "referral", "ece"} <= set(metrics)
     assert len((run / "evaluation" / "predictions.csv").read_text().splitlines()) == 9
     page = (demo_dir / "report" / "index.html").read_text()

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,11 +11,11 @@ import pytest
 from octattn.cli import main
 from octattn.demo import run_demo
 from octattn.run_paths import RunPaths
-from tests.test_demo import TINY
+from tests.conftest import DEMO_TINY as TINY
 
 
 @pytest.fixture(scope="module")
-def relative_demo(tmp_path_factory) -> Path:
+def relative_demo(tmp_path_factory) -> Iterator[Path]:
     """A tiny demo started as a user would: `--out runs/demo-a`, relative to the folder of the day."""
     home = tmp_path_factory.mktemp("home")
     here = Path.cwd()
@@ -23,7 +24,8 @@ def relative_demo(tmp_path_factory) -> Path:
         run_demo(Path("runs/demo-a"), overrides=TINY, train_per_class=4, test_per_class=2, progress=False, log=print)
     finally:
         os.chdir(here)
-    return home / "runs" / "demo-a"
+    yield home / "runs" / "demo-a"
+    shutil.rmtree(home, ignore_errors=True)  # gone with the module: the suite's disk stays small
 
 
 def _plots(page: Path) -> set[str]:

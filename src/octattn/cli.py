@@ -10,8 +10,11 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from octattn.cli_config import add_config_commands
 from octattn.cli_inference import add_inference_commands, add_precision
 from octattn.errors import OctattnError
+from octattn.precision import EVALUATION_PRECISION
+from octattn.progress import set_quiet
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -138,7 +141,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from octattn.training.config import load_config
+    from octattn.training.config import config_for_resume, load_config
     from octattn.training.loop import train
 
     overrides = list(args.overrides)
@@ -146,7 +149,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             overrides.append(f"{key}={value}")
-    config = load_config(args.config, overrides)
+    if args.resume:
+        config = config_for_resume(args.out, args.config, overrides, force=args.force)
+    else:
+        config = load_config(args.config, overrides)
     train(config, args.out, resume=args.resume, overwrite=args.overwrite)
     return 0
 
@@ -162,10 +168,24 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--cache", help="a cache folder from `octattn data cache` (overrides the config)")
     train.add_argument("--weights", help="local ImageNet weights (.safetensors) for the backbone")
     train.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint, with its own config.yaml"
+    )
+    train.add_argument(
+        "--force", action="store_true", help="with --resume: accept a config that differs from the run's"
+    )
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=3")
     train.set_defaults(handler=_cmd_train)
+
+
+def _class_map(text: str) -> dict[str, str]:
+    from octattn.classes import parse_class_map
+
+    try:
+        return parse_class_map(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -181,6 +201,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch,
         skip_bad=args.skip_bad,
         precision=args.precision,
+        class_map=args.class_map,
     )
     out = Path(args.out) if args.out else default_evaluation_dir(args.model)
     write_evaluation(result, out)
@@ -196,7 +217,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from octattn.run_paths import common_data
 
     data = common_data([args.a, args.b], args.data)
-    for line in compare_models(args.a, args.b, data, args.split, args.batch, args.seed):
+    for line in compare_models(args.a, args.b, data, args.split, args.batch, args.seed, precision=args.precision):
         print(line)
     return 0
 
@@ -235,7 +256,13 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--tta", action="store_true", help="average with the horizontally flipped scan")
     evaluate.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     evaluate.add_argument("--skip-bad", action="store_true", help="leave out unreadable images and list them")
-    add_precision(evaluate)
+    evaluate.add_argument(
+        "--class-map",
+        type=_class_map,
+        metavar="DATA=MODEL,...",
+        help="evaluate on a data set with other classes: e.g. NO=NORMAL,DME=DME (unmapped classes are left out)",
+    )
+    add_precision(evaluate, EVALUATION_PRECISION)
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     compare = sub.add_parser("compare", help="two models on the same images: McNemar and paired intervals")
@@ -245,6 +272,7 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     compare.add_argument("--split", default="test")
     compare.add_argument("--batch", type=int, default=32)
     compare.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_precision(compare, EVALUATION_PRECISION)
     compare.set_defaults(handler=_cmd_compare)
 
     reproduce = sub.add_parser("reproduce", help="train and evaluate every experiment of the paper, then report")
@@ -309,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="octattn", description="Retinal OCT classification with Inception-v4 and residual attention."
     )
     parser.add_argument("--version", action="version", version=f"octattn {__version__}")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bars (they are off anyway when not a terminal)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     models = sub.add_parser("models", help="list the models with their parameter counts and FLOPs")
@@ -318,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_data_commands(sub)
     _add_train_command(sub)
+    add_config_commands(sub)
     _add_evaluation_commands(sub)
     add_inference_commands(sub)
     bench = sub.add_parser("bench", help="run a benchmark of benchmarks/ (results in benchmarks/results/)")
@@ -332,6 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_vendor_logs(getattr(args, "verbose", False))
+    set_quiet(args.quiet)
     handler: Handler = args.handler
     try:
         return handler(args)
@@ -341,6 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("octattn: interrupted", file=sys.stderr)
         return 130
+    finally:
+        set_quiet(False)  # --quiet is this call's, not the process's (main() is called in-process too)
 
 
 if __name__ == "__main__":

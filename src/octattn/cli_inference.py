@@ -7,14 +7,14 @@ import argparse
 import sys
 
 
-def add_precision(parser: argparse.ArgumentParser) -> None:
-    """``--precision auto|fp32|bf16``."""
-    parser.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16"),
-        default="auto",
-        help="auto (default): bf16 where the CPU or GPU computes it natively, else fp32",
-    )
+def add_precision(parser: argparse.ArgumentParser, default: str = "auto") -> None:
+    """``--precision auto|fp32|bf16`` (commands that evaluate default to fp32: one default for
+    them all, :data:`octattn.precision.EVALUATION_PRECISION`)."""
+    meaning = {
+        "auto": "auto (default): bf16 where the CPU or GPU computes it natively, else fp32",
+        "fp32": "fp32 (default, the same on every machine), bf16, or auto (bf16 where native)",
+    }
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=default, help=meaning[default])
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:

@@ -40,6 +40,13 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+EVALUATION_PRECISION = "fp32"
+"""The one default of every command that evaluates (evaluate, compare, demo, reproduce,
+explain-eval): fp32, so a model scores the same on every machine. ``auto`` would pick bf16 on
+some CPUs and not others, and the same model would report two accuracies. Prediction and
+serving default to ``auto`` (speed); their calls flip only near-ties (see the docs)."""
+
+
 def native_bf16(device: torch.device | str) -> bool:
     """Whether ``device`` computes bf16 natively."""
     device = torch.device(device)

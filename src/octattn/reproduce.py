@@ -16,6 +16,7 @@ from octattn.errors import OctattnError
 from octattn.evaluation.compare import compare_models
 from octattn.evaluation.evaluate import EVALUATION_DIR, evaluate_model, write_evaluation
 from octattn.io import atomic_write_text
+from octattn.progress import progress
 from octattn.reporting.report import write_report
 from octattn.training.checkpoint import CHECKPOINT_FILE
 from octattn.training.config import load_config
@@ -52,7 +53,7 @@ def reproduce(
     if unknown:
         raise OctattnError(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     runs = []
-    for preset in presets:
+    for preset in progress(presets, desc="presets", unit="run"):
         run_dir = out / preset
         runs.append(run_dir)
         if (run_dir / EVALUATION_DIR / "metrics.json").exists():

@@ -1,5 +1,6 @@
 import pytest
 
+from octattn.classes import CLASS_NAMES
 from octattn.data.layout import find_dataset_root, load_samples, parse_name, read_manifest, scan_split
 from octattn.errors import DataError
 from tests.data.helpers import make_tree, write_scan
@@ -55,7 +56,7 @@ def test_name_of_another_class_keeps_folder_label_and_separates_patient(tmp_path
 @pytest.mark.parametrize(
     ("layout", "message"),
     [
-        ({"train": {"GLAUCOMA": ["a.jpeg"]}}, "unknown class folder"),
+        ({"train": {"CNV": ["a.jpeg"], "GLAUCOMA": ["b.jpeg"]}}, "unknown class folder"),
         ({"train": {"CNV": []}}, "no images"),
         ({"other": {"CNV": ["a.jpeg"]}}, "no train/"),
     ],
@@ -66,7 +67,7 @@ def test_bad_trees_are_clear_errors(tmp_path, layout, message):
         for cls in classes:
             (tmp_path / split / cls).mkdir(parents=True, exist_ok=True)
     with pytest.raises(DataError, match=message):
-        scan_split(tmp_path, "train")
+        scan_split(tmp_path, "train", classes=CLASS_NAMES)  # a model's classes: GLAUCOMA is not one
 
 
 def test_manifest(tmp_path):
@@ -86,7 +87,7 @@ def test_manifest(tmp_path):
 def test_bad_manifest(tmp_path, text, message):
     (tmp_path / "m.csv").write_text(text)
     with pytest.raises(DataError, match=message):
-        read_manifest(tmp_path / "m.csv")
+        read_manifest(tmp_path / "m.csv", classes=CLASS_NAMES)
 
 
 def test_real_tree(real_data):

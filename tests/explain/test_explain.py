@@ -9,7 +9,6 @@ from octattn.explain.gradcam import grad_cam
 from octattn.explain.localisation import score_map, summarise
 from octattn.explain.render import overlay
 from tests.data.helpers import write_scan
-from tests.model_fixtures import bundle, plain_bundle  # noqa: F401
 
 
 @pytest.mark.parametrize("name", ["inception_v4_attention", "inception_v4", "inception_v3"])
@@ -49,7 +48,7 @@ def test_overlay_shape_and_errors():
         overlay(np.zeros((8, 9), dtype=np.uint8), np.ones((9, 8)))
 
 
-def test_explain_cli_writes_attention_and_gradcam_pngs(bundle, plain_bundle, tmp_path, capsys):  # noqa: F811
+def test_explain_cli_writes_attention_and_gradcam_pngs(bundle, plain_bundle, tmp_path, capsys):
     scan = write_scan(tmp_path / "scan.jpeg", size=(128, 124))
     assert main(["explain", str(bundle), str(scan), "--out", str(tmp_path / "a")]) == 0
     names = sorted(p.name.split("_", 2)[2] for p in (tmp_path / "a").iterdir())
@@ -66,7 +65,7 @@ def test_explain_cli_writes_attention_and_gradcam_pngs(bundle, plain_bundle, tmp
     assert [p.name.split("_", 2)[2] for p in (tmp_path / "p").iterdir()] == ["gradcam.png"]
 
 
-def test_explain_eval_scores_every_map_on_lesion_phantoms(bundle, tmp_path, capsys):  # noqa: F811
+def test_explain_eval_scores_every_map_on_lesion_phantoms(bundle, tmp_path, capsys):
     write_phantom_tree(tmp_path / "ph", {"test": 2}, seed=3, size=(128, 124))
     assert main(["explain-eval", str(bundle), str(tmp_path / "ph"), "--json", str(tmp_path / "e.json")]) == 0
     out = capsys.readouterr().out

@@ -12,12 +12,10 @@ from octattn.cli import main
 from octattn.errors import OctattnError
 from octattn.inference.onnx_export import OnnxPredictor, export_onnx, make_predictor
 from octattn.inference.predictor import Predictor
-from tests.model_fixtures import bundle  # noqa: F401
-from tests.test_demo import demo_dir  # noqa: F401
 
 
 @pytest.fixture(scope="module")
-def confident_bundle(bundle, tmp_path_factory):  # noqa: F811
+def confident_bundle(bundle, tmp_path_factory):
     """The test bundle with a 30x classifier: clear margins between classes, so that
     agreement of classes between precisions is a real check, not a coin toss."""
     folder = tmp_path_factory.mktemp("confident") / "model"
@@ -25,7 +23,8 @@ def confident_bundle(bundle, tmp_path_factory):  # noqa: F811
     state = load_file(str(folder / "model.safetensors"))
     state["last_linear.weight"] = state["last_linear.weight"] * 30
     save_file(state, str(folder / "model.safetensors"))
-    return folder
+    yield folder
+    shutil.rmtree(folder.parent, ignore_errors=True)  # 0.2 GB: gone with the module
 
 
 def _real_scans(real_data, count=12):
@@ -62,10 +61,15 @@ def test_bf16_agrees_with_fp32_on_real_scans(confident_bundle, real_data):
         abs(a.probabilities[c] - b.probabilities[c]) for a, b in zip(fp32, bf16, strict=True) for c in a.probabilities
     )
     assert worst < 0.05
-    for a, b in zip(fp32, bf16, strict=True):
-        ranked = sorted(a.probabilities.values(), reverse=True)
-        if ranked[0] - ranked[1] > 2 * worst:  # a clear call must not change
-            assert a.label == b.label
+
+    def margin(p) -> float:
+        ranked = sorted(p.probabilities.values(), reverse=True)
+        return ranked[0] - ranked[1]
+
+    # The 30x classifier makes most calls clear, so agreement is tested on real decisions...
+    assert sum(margin(a) > 0.1 for a in fp32) >= len(scans) // 2
+    # ...and bf16 keeps the class of all but at most one near-tie of the 12.
+    assert sum(a.label == b.label for a, b in zip(fp32, bf16, strict=True)) >= len(scans) - 1
 
 
 def test_evaluation_report_keeps_the_precision_metric_apart_from_the_arithmetic(confident_bundle, real_data):
@@ -77,7 +81,7 @@ def test_evaluation_report_keeps_the_precision_metric_apart_from_the_arithmetic(
     assert "precision" in format_headline(result.report)
 
 
-def test_int8_onnx_agrees_with_fp32_on_real_scans(demo_dir, real_data, tmp_path, capsys):  # noqa: F811
+def test_int8_onnx_agrees_with_fp32_on_real_scans(demo_dir, real_data, tmp_path, capsys):
     """A model trained for one epoch at 75 px (the demo's code path): the measurement on the
     real demo model at its own size is the benchmark's (benchmarks/inference.py)."""
     model = demo_dir / "run"

@@ -16,10 +16,9 @@ from octattn.inference.onnx_export import OnnxPredictor, export_onnx
 from octattn.inference.predictor import Predictor, ScanPrediction
 from octattn.inference.volumes import predict_volume, read_volume, volume_call
 from tests.data.helpers import write_scan
-from tests.model_fixtures import bundle, plain_bundle  # noqa: F401
 
 
-def test_bundle_round_trip_is_exact(bundle, tmp_path):  # noqa: F811
+def test_bundle_round_trip_is_exact(bundle, tmp_path):
     model, config = load_bundle(bundle)
     again = save_bundle(tmp_path / "copy", model, config)
     model2, config2 = load_bundle(again)
@@ -28,7 +27,7 @@ def test_bundle_round_trip_is_exact(bundle, tmp_path):  # noqa: F811
     assert config2.to_dict() == config.to_dict()
 
 
-def test_bundle_that_does_not_fit_is_refused(bundle, plain_bundle, tmp_path):  # noqa: F811
+def test_bundle_that_does_not_fit_is_refused(bundle, plain_bundle, tmp_path):
     (tmp_path / "mixed").mkdir()
     (tmp_path / "mixed" / "config.json").write_text((bundle / "config.json").read_text())
     (tmp_path / "mixed" / "model.safetensors").write_bytes((plain_bundle / "model.safetensors").read_bytes())
@@ -52,7 +51,7 @@ def test_inputs_files_folders_globs(tmp_path):
         expand_inputs([tmp_path / "missing.png"])
 
 
-def test_predict_cli_lists_failures_and_still_predicts(bundle, tmp_path, capsys):  # noqa: F811
+def test_predict_cli_lists_failures_and_still_predicts(bundle, tmp_path, capsys):
     good = write_scan(tmp_path / "in" / "good.jpeg")
     (tmp_path / "in" / "bad.jpeg").write_bytes(b"")
     code = main(["predict", str(bundle), str(tmp_path / "in"), "--out", str(tmp_path / "p.json")])
@@ -70,7 +69,7 @@ def test_predict_cli_lists_failures_and_still_predicts(bundle, tmp_path, capsys)
     assert lines[0].startswith("source,class,referral,p_CNV") and len(lines) == 2
 
 
-def test_predict_reads_scans_by_content_and_reports_every_other_file(bundle, tmp_path, capsys):  # noqa: F811
+def test_predict_reads_scans_by_content_and_reports_every_other_file(bundle, tmp_path, capsys):
     folder = tmp_path / "in"
     write_scan(folder / "scan.webp", fmt="WEBP")
     write_scan(folder / "CAMERA.JPG")
@@ -93,7 +92,7 @@ def test_predict_reads_scans_by_content_and_reports_every_other_file(bundle, tmp
     assert rows["notes.txt"].endswith("not an image (unrecognised content)") and len(rows) == 5
 
 
-def test_temperature_changes_confidence_not_class(bundle):  # noqa: F811
+def test_temperature_changes_confidence_not_class(bundle):
     predictor = Predictor(bundle)
     logits = np.array([[2.0, 1.0, 0.0, -1.0]])
     sharp = predictor.describe("x", logits[0])
@@ -103,7 +102,7 @@ def test_temperature_changes_confidence_not_class(bundle):  # noqa: F811
     assert soft.probabilities["CNV"] < sharp.probabilities["CNV"]
 
 
-def test_onnx_matches_pytorch_on_real_scans(bundle, real_data, tmp_path):  # noqa: F811
+def test_onnx_matches_pytorch_on_real_scans(bundle, real_data, tmp_path):
     """Measured: 4e-9 for this bundle, 2.6e-6 for the demo model on all 36 test scans (limit 1e-4)."""
     onnx_path = export_onnx(bundle, tmp_path / "m.onnx")
     paths = sorted((real_data / "test").rglob("*.jpeg"))[:12]
@@ -145,7 +144,7 @@ def _dicom(path, frames: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-def test_multiframe_dicom_volume(bundle, tmp_path, dtype):  # noqa: F811
+def test_multiframe_dicom_volume(bundle, tmp_path, dtype):
     frames = np.random.default_rng(0).integers(0, 200, (5, 96, 128)).astype(dtype)
     path = tmp_path / "volume.dcm"
     _dicom(path, frames)
@@ -157,7 +156,7 @@ def test_multiframe_dicom_volume(bundle, tmp_path, dtype):  # noqa: F811
     assert pydicom.dcmread(path).Modality == "OPT"
 
 
-def test_volume_cli(bundle, tmp_path, capsys):  # noqa: F811
+def test_volume_cli(bundle, tmp_path, capsys):
     _dicom(tmp_path / "v.dcm", np.zeros((3, 80, 80), dtype=np.uint8))
     assert main(["predict", str(bundle), str(tmp_path / "v.dcm"), "--out", str(tmp_path / "v.json")]) == 0
     volume = json.loads((tmp_path / "v.json").read_text())["volumes"][0]
@@ -199,7 +198,7 @@ def test_damaged_vendor_files_give_one_line_with_the_reason(tmp_path):
         read_volume(write_scan(tmp_path / "x.jpeg"))
 
 
-def test_real_heidelberg_line_scan_is_predicted(bundle, vendor_data, tmp_path, capsys):  # noqa: F811
+def test_real_heidelberg_line_scan_is_predicted(bundle, vendor_data, tmp_path, capsys):
     import eyepy
 
     frames = read_volume(vendor_data / "spectralis-line.vol")
@@ -213,7 +212,7 @@ def test_real_heidelberg_line_scan_is_predicted(bundle, vendor_data, tmp_path, c
     assert "0 file(s) not predicted" not in capsys.readouterr().out
 
 
-def test_real_heidelberg_circular_scan_is_refused_naming_its_pattern(bundle, vendor_data, capsys):  # noqa: F811
+def test_real_heidelberg_circular_scan_is_refused_naming_its_pattern(bundle, vendor_data, capsys):
     circle = vendor_data / "spectralis-circle.vol"
     with pytest.raises(BadImageError) as caught:
         read_volume(circle)
@@ -228,7 +227,7 @@ def test_real_heidelberg_circular_scan_is_refused_naming_its_pattern(bundle, ven
     assert "Traceback" not in captured.err
 
 
-def test_vendor_log_lines_are_hidden_unless_verbose(bundle, tmp_path, monkeypatch, caplog):  # noqa: F811
+def test_vendor_log_lines_are_hidden_unless_verbose(bundle, tmp_path, monkeypatch, caplog):
     from octattn.inference import volumes
 
     def noisy_reader(path):
@@ -244,7 +243,7 @@ def test_vendor_log_lines_are_hidden_unless_verbose(bundle, tmp_path, monkeypatc
     assert "less layers" in caplog.text
 
 
-def test_predictor_runs_channels_last(bundle):  # noqa: F811
+def test_predictor_runs_channels_last(bundle):
     """The default memory layout ran at 0.60x the speed on this CPU (benchmarks/inference.py)."""
     import torch
 

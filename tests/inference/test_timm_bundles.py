@@ -15,7 +15,6 @@ from octattn.inference.bundle import load_bundle, resolve_bundle_dir
 from octattn.inference.predictor import Predictor
 from octattn.inference.publish import model_card, push_model, stage_upload
 from tests.data.helpers import write_scan
-from tests.model_fixtures import bundle, plain_bundle  # noqa: F401
 
 
 @pytest.mark.parametrize("which", ["bundle", "plain_bundle"])
@@ -53,7 +52,7 @@ def _as_version_1(folder, target):
     return target
 
 
-def test_bundles_from_before_the_timm_layout_still_load_and_predict(bundle, tmp_path, capsys):  # noqa: F811
+def test_bundles_from_before_the_timm_layout_still_load_and_predict(bundle, tmp_path, capsys):
     old = _as_version_1(bundle, tmp_path / "old")
     scan = write_scan(tmp_path / "scan.jpeg", size=(90, 80))
     new_row = Predictor(bundle).predict_files([scan]).predictions[0]
@@ -64,7 +63,7 @@ def test_bundles_from_before_the_timm_layout_still_load_and_predict(bundle, tmp_
     assert "octattn" in json.loads((staged / "config.json").read_text())
 
 
-def test_a_timm_folder_without_our_fields_is_refused_in_one_line(bundle, tmp_path):  # noqa: F811
+def test_a_timm_folder_without_our_fields_is_refused_in_one_line(bundle, tmp_path):
     folder = tmp_path / "timm-only"
     folder.mkdir()
     config = json.loads((bundle / "config.json").read_text())
@@ -75,7 +74,7 @@ def test_a_timm_folder_without_our_fields_is_refused_in_one_line(bundle, tmp_pat
         load_bundle(folder)
 
 
-def test_predict_and_serve_take_local_dir_and_hf_hub_names(bundle, tmp_path, monkeypatch):  # noqa: F811
+def test_predict_and_serve_take_local_dir_and_hf_hub_names(bundle, tmp_path, monkeypatch):
     from octattn.hub import hub_reachable
 
     hub_reachable.cache_clear()
@@ -106,7 +105,7 @@ def test_predict_and_serve_take_local_dir_and_hf_hub_names(bundle, tmp_path, mon
         resolve_bundle_dir("hf-hub:no-organisation")
 
 
-def test_model_card_has_the_hub_header_metrics_and_limits(bundle, tmp_path):  # noqa: F811
+def test_model_card_has_the_hub_header_metrics_and_limits(bundle, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(bundle, run / "model")
     (run / "evaluation").mkdir()
@@ -138,7 +137,7 @@ def test_model_card_has_the_hub_header_metrics_and_limits(bundle, tmp_path):  # 
     assert sorted(p.name for p in staged.iterdir()) == ["README.md", "config.json", "model.safetensors"]
 
 
-def test_push_calls_the_hub_with_the_staged_folder(bundle, monkeypatch):  # noqa: F811
+def test_push_calls_the_hub_with_the_staged_folder(bundle, monkeypatch):
     import huggingface_hub
 
     from octattn.hub import hub_reachable
@@ -169,7 +168,7 @@ def test_push_calls_the_hub_with_the_staged_folder(bundle, monkeypatch):  # noqa
     hub_reachable.cache_clear()
 
 
-def test_push_without_token_or_network_is_one_line(bundle, monkeypatch, capsys):  # noqa: F811
+def test_push_without_token_or_network_is_one_line(bundle, monkeypatch, capsys):
     monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
     assert main(["push", str(bundle), "org/oct-model"]) == 2
     assert "no Hugging Face token" in capsys.readouterr().err

@@ -7,7 +7,6 @@ import pytest
 
 from octattn.cli import main
 from octattn.reporting.report import write_report
-from tests.test_demo import demo_dir  # noqa: F401  (shared session fixture)
 
 EXPECTED_PLOTS = {"loss_curves", "run_roc", "run_confusion", "run_reliability", "run_attention", "run_attention_health"}
 
@@ -17,7 +16,7 @@ def _images(page: str) -> dict[str, bytes]:
     return {name: base64.b64decode(data) for name, data in found}
 
 
-def test_report_embeds_every_plot_as_png(demo_dir, tmp_path):  # noqa: F811
+def test_report_embeds_every_plot_as_png(demo_dir, tmp_path):
     page = write_report([demo_dir / "run"], tmp_path / "r")
     images = _images(page.read_text())
     assert set(images) >= EXPECTED_PLOTS
@@ -37,7 +36,7 @@ def test_report_embeds_every_plot_as_png(demo_dir, tmp_path):  # noqa: F811
         assert heading in text
 
 
-def test_report_of_an_unevaluated_run_says_so(demo_dir, tmp_path):  # noqa: F811
+def test_report_of_an_unevaluated_run_says_so(demo_dir, tmp_path):
     run = tmp_path / "copy"
     shutil.copytree(demo_dir / "run", run, ignore=shutil.ignore_patterns("evaluation"))
     text = write_report([run], tmp_path / "r").read_text()
@@ -53,7 +52,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium here (CI installs Debian's chromium)")
-def test_report_renders_in_a_real_browser(demo_dir, tmp_path):  # noqa: F811
+def test_report_renders_in_a_real_browser(demo_dir, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     page_path = write_report([demo_dir / "run"], tmp_path / "r")
     with playwright.sync_playwright() as p:

@@ -14,11 +14,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from octattn.serve.app import create_app
-from tests.model_fixtures import bundle  # noqa: F401
 
 
 @pytest.fixture(scope="module")
-def client(bundle):  # noqa: F811
+def client(bundle):
     return TestClient(create_app(bundle, max_upload_bytes=300_000, max_pixels=2_000_000))
 
 
@@ -94,7 +93,7 @@ TOKEN = "s3cret-token-for-tests"
 
 
 @pytest.fixture(scope="module")
-def guarded(bundle):  # noqa: F811
+def guarded(bundle):
     return TestClient(create_app(bundle, token=TOKEN))
 
 
@@ -160,7 +159,7 @@ def test_binding_beyond_loopback_needs_a_token(host, token, allowed, refused):
         check_bind(host, token, allowed)
 
 
-def test_serve_cli_refuses_an_open_network_bind(bundle, capsys, monkeypatch):  # noqa: F811
+def test_serve_cli_refuses_an_open_network_bind(bundle, capsys, monkeypatch):
     from octattn.cli import main
 
     monkeypatch.delenv("OCTATTN_TOKEN", raising=False)
@@ -200,7 +199,7 @@ server.should_exit = True
 """
 
 
-def test_uploads_are_never_written_to_disk(bundle, tmp_path):  # noqa: F811
+def test_uploads_are_never_written_to_disk(bundle, tmp_path):
     import json
     import subprocess
     import sys
@@ -229,7 +228,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(bundle):  # noqa: F811
+def server(bundle):
     port = _free_port()
     config = uvicorn.Config(create_app(bundle), host="127.0.0.1", port=port, log_level="warning")
     instance = uvicorn.Server(config)
@@ -262,7 +261,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def guarded_server(bundle):  # noqa: F811
+def guarded_server(bundle):
     port = _free_port()
     config = uvicorn.Config(create_app(bundle, token=TOKEN), host="127.0.0.1", port=port, log_level="warning")
     instance = uvicorn.Server(config)

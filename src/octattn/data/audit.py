@@ -33,10 +33,18 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from octattn.classes import CLASS_NAMES
 from octattn.data.decode import image_info, load_scan
-from octattn.data.layout import Sample, find_dataset_root, parse_name, scan_split
+from octattn.data.layout import (
+    IMAGE_SUFFIXES,
+    POOL,
+    Sample,
+    dataset_classes,
+    find_dataset_root,
+    parse_name,
+    scan_split,
+)
 from octattn.errors import BadImageError, DataError
+from octattn.progress import progress
 
 HASH_SIZE = 16
 """Perceptual hash side: 16 x 16 = 256 bits."""
@@ -91,11 +99,16 @@ class AuditReport:
         return data
 
 
+def _holds_images(folder: Path) -> bool:
+    return any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+
+
 def discover_splits(root: Path) -> list[str]:
-    """Sub-folders of the data set root that hold at least one class folder."""
+    """Sub-folders of the data set root that hold class folders of images (``train``, ``test``,
+    ``renamed``...); none for a tree of class folders without split folders (one pool)."""
     names = []
     for child in sorted(p for p in root.iterdir() if p.is_dir()):
-        if any(c.is_dir() and c.name.strip().upper() in CLASS_NAMES for c in child.iterdir()):
+        if any(c.is_dir() and _holds_images(c) for c in child.iterdir()):
             names.append(child.name)
     return names
 
@@ -172,12 +185,18 @@ def _cross_split_patients(records: Sequence[FileRecord]) -> list[dict[str, Any]]
 
 def audit_dataset(directory: str | Path, near_distance: int = NEAR_DUPLICATE_DISTANCE) -> AuditReport:
     """Audit every split folder under ``directory``; see the module docstring."""
-    root = find_dataset_root(directory)
-    splits = discover_splits(root)
+    pool = Path(directory)
+    if pool.is_dir() and not discover_splits(pool) and any(c.is_dir() and _holds_images(c) for c in pool.iterdir()):
+        root, splits = pool, [POOL]  # class folders without split folders: one pool
+    else:
+        root = find_dataset_root(directory)
+        splits = discover_splits(root)
     if not splits:
         raise DataError(f"{root}: no split folder with class folders inside")
-    records = [read_record(sample) for split in splits for sample in scan_split(root, split, allow_unknown=True)]
-    counts = {split: dict.fromkeys(CLASS_NAMES, 0) for split in splits}
+    classes = dataset_classes(root)
+    samples = [s for split in splits for s in scan_split(root, split, allow_unknown=True, classes=classes)]
+    records = [read_record(sample) for sample in progress(samples, desc="auditing", unit="file")]
+    counts = {split: dict.fromkeys(classes, 0) for split in splits}
     for record in records:
         counts[record.split][record.label] += 1
     readable = [r for r in records if r.error is None]
@@ -215,10 +234,11 @@ def audit_dataset(directory: str | Path, near_distance: int = NEAR_DUPLICATE_DIS
 def format_report(report: AuditReport, limit: int = 10) -> str:
     """A readable summary of an audit for the terminal."""
     lines = [f"Data set: {report.root}", ""]
-    header = f"{'split':<10}" + "".join(f"{c:>8}" for c in CLASS_NAMES) + f"{'total':>8}{'patients':>10}"
+    classes = list(next(iter(report.counts.values()), {}))
+    header = f"{'split':<10}" + "".join(f"{c:>8}" for c in classes) + f"{'total':>8}{'patients':>10}"
     lines.append(header)
     for split, per_class in report.counts.items():
-        cells = "".join(f"{per_class[c]:>8}" for c in CLASS_NAMES)
+        cells = "".join(f"{per_class[c]:>8}" for c in classes)
         lines.append(f"{split:<10}{cells}{sum(per_class.values()):>8}{report.patients.get(split, 0):>10}")
     lines += [
         "",

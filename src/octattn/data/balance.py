@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import WeightedRandomSampler
 
-from octattn.classes import class_index
+from octattn.classes import canonical
 from octattn.data.layout import Sample
 from octattn.errors import ConfigError
 
@@ -42,12 +42,22 @@ def expand_classes(
     """
     if not 1 <= factor <= len(COPY_SEQUENCE):
         raise ConfigError(f"balance factor must be 1-{len(COPY_SEQUENCE)}, got {factor}")
-    labels = {class_index(name) for name in classes}
+    names = {canonical(name) for name in classes}
     expanded: list[Sample] = []
     for sample in samples:
-        copies = COPY_SEQUENCE[:factor] if sample.label in labels else ("",)
+        copies = COPY_SEQUENCE[:factor] if sample.class_name in names else ("",)
         expanded.extend(sample.with_augment(augment) for augment in copies)
     return expanded
+
+
+def inverse_frequency_weights(samples: Sequence[Sample], num_classes: int) -> torch.Tensor:
+    """Cross-entropy class weights ``n / (k * n_c)``: each class weighs as much in the loss as
+    it would in a balanced set (scikit-learn's ``balanced``); a class with no sample gets 0."""
+    counts = torch.bincount(torch.as_tensor([s.label for s in samples], dtype=torch.long), minlength=num_classes)
+    present = int((counts > 0).sum())
+    weights = torch.zeros(num_classes, dtype=torch.float32)
+    weights[counts > 0] = len(samples) / (present * counts[counts > 0].float())
+    return weights
 
 
 def class_weighted_sampler(

@@ -20,15 +20,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from octattn.classes import CLASS_NAMES
+from octattn.classes import CLASS_NAMES, resolve_classes
 from octattn.data.dataset import SkipReport
 from octattn.data.decode import load_scan
 from octattn.data.layout import Sample
 from octattn.data.transforms import Preprocess, resize, to_tensor
 from octattn.errors import BadImageError, DataError
 from octattn.io import atomic_write_text
+from octattn.progress import progress as progress_bar
 
 CACHE_VERSION = 1
 
@@ -56,7 +56,7 @@ def build_cache(
     store = np.memmap(tmp_images, dtype=np.uint8, mode="w+", shape=(max(len(unique), 1), size, size))
     rows: list[Sample] = []
     report = SkipReport()
-    for sample in tqdm(unique, desc="caching", unit="img", disable=not progress):
+    for sample in progress_bar(unique, desc="caching", unit="img") if progress else unique:
         try:
             gray = load_scan(sample.path, (size, size))
         except BadImageError as exc:
@@ -75,7 +75,14 @@ def build_cache(
         writer.writerow(["row", "path", "label", "patient", "split"])
         for row, sample in enumerate(rows):
             writer.writerow([row, _key(sample.path), sample.class_name, sample.patient or "", sample.split])
-    meta = {"version": CACHE_VERSION, "size": size, "count": len(rows), "skipped": report.skipped}
+    classes = sorted({s.label: s.class_name for s in rows}.items())
+    meta = {
+        "version": CACHE_VERSION,
+        "size": size,
+        "count": len(rows),
+        "classes": [name for _, name in classes],
+        "skipped": report.skipped,
+    }
     atomic_write_text(out / "meta.json", json.dumps(meta, indent=1))
     return report
 
@@ -91,6 +98,7 @@ class CacheReader:
         meta = json.loads(meta_path.read_text())
         self.size = int(meta["size"])
         self.count = int(meta["count"])
+        self.classes = resolve_classes((), meta.get("classes") or CLASS_NAMES)  # caches before the key: OCT2017
         with (self.dir / "index.csv").open(newline="") as handle:
             self.rows = {row["path"]: int(row["row"]) for row in csv.DictReader(handle)}
         self._images: np.ndarray | None = None  # opened lazily: once per loader worker
@@ -99,7 +107,13 @@ class CacheReader:
         """The cached samples, as :class:`Sample` s pointing at their source paths."""
         with (self.dir / "index.csv").open(newline="") as handle:
             return [
-                Sample(Path(r["path"]), CLASS_NAMES.index(r["label"]), r["patient"] or None, r["split"])
+                Sample(
+                    Path(r["path"]),
+                    self.classes.index(r["label"]),
+                    r["patient"] or None,
+                    r["split"],
+                    class_name=r["label"],
+                )
                 for r in csv.DictReader(handle)
             ]
 

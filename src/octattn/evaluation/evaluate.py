@@ -10,18 +10,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from octattn.data.layout import Sample, load_samples
+from octattn.classes import urgent_classes
+from octattn.data.layout import Sample, left_out, load_samples
 from octattn.errors import OctattnError
-from octattn.evaluation.metrics import classification_report
+from octattn.evaluation.metrics import classification_report, per_class_recall
 from octattn.evaluation.uncertainty import BOOTSTRAP_RESAMPLES, patient_bootstrap
 from octattn.inference.predictor import Predictor
 from octattn.io import atomic_write_text
+from octattn.precision import EVALUATION_PRECISION
 from octattn.run_paths import data_for
 
 HEADLINE = ("accuracy", "precision", "recall", "f1", "specificity")
@@ -68,22 +71,42 @@ def evaluate_model(
     seed: int = 0,
     skip_bad: bool = False,
     device: str = "cpu",
-    precision: str = "fp32",
+    precision: str = EVALUATION_PRECISION,
+    class_map: Mapping[str, str] | None = None,
 ) -> EvaluationResult:
     """Predict every image of ``split`` and compute the metrics and their intervals.
 
-    ``data`` may be ``None`` for a run folder: the data the run recorded is used.
+    ``data`` may be ``None`` for a run folder: the data the run recorded is used. The data is
+    read under the model's classes; ``class_map`` (data class -> model class, e.g. OCTDL's
+    ``NO`` -> ``NORMAL``) evaluates a data set whose classes map onto a subset of the model's:
+    images of classes it does not map are left out and counted (``report["left_out"]``).
     """
     data = data_for(model_path, data)
     data = Path(data).resolve()  # predictions.csv then names every image by an absolute path
     predictor = Predictor(model_path, device=device, tta=tta, precision=precision)
-    samples, logits, skipped = predict_samples(predictor, load_samples(data, split), batch_size, skip_bad)
+    if class_map is not None:
+        unknown = sorted(set(class_map.values()) - set(predictor.class_names))
+        if unknown:
+            raise OctattnError(
+                f"--class-map names {', '.join(unknown)}, not among the model's classes "
+                f"({', '.join(predictor.class_names)})"
+            )
+    wanted = load_samples(data, split, predictor.class_names, class_map)
+    samples, logits, skipped = predict_samples(predictor, wanted, batch_size, skip_bad)
     if not samples:
         raise OctattnError(f"{data}: no readable images in split {split!r}")
     probs = predictor.probabilities(logits)
     labels = np.array([s.label for s in samples])
-    report = classification_report(labels, probs, predictor.class_names)
-    report["ci"] = patient_bootstrap(labels, probs, [s.group for s in samples], resamples, seed)
+    groups = [s.group for s in samples]
+    report = classification_report(labels, probs, predictor.class_names, urgent_classes(predictor.config.referral))
+    report["ci"] = patient_bootstrap(labels, probs, groups, resamples, seed)
+    present = sorted(set(labels.tolist()))
+    report["ci_recall"] = patient_bootstrap(
+        labels, probs, groups, resamples, seed, metric_fn=per_class_recall(present, predictor.class_names)
+    )
+    if class_map is not None:
+        report["class_map"] = dict(class_map)
+        report["left_out"] = left_out(data, split, class_map)
     report["split"] = split
     report["data"] = str(data)
     report["temperature"] = predictor.config.temperature
@@ -144,12 +167,25 @@ def format_headline(report: dict[str, Any]) -> str:
         span = f"{100 * interval['low']:.1f} - {100 * interval['high']:.1f}" if interval else ""
         lines.append(f"{name:<14}{100 * value:>7.1f}%   {span}")
     lines.append(f"{'AUC (macro)':<14}{report['auc_macro']:>8.3f}")
-    ref = report["referral"]
-    lines.append(
-        f"referral (CNV/DME urgent): sensitivity {100 * ref['sensitivity']:.1f}%, "
-        f"specificity {100 * ref['specificity']:.1f}%, AUC {ref['auc']:.3f}"
-    )
+    if "class_map" in report:
+        mapped = ", ".join(f"{k}->{v}" for k, v in report["class_map"].items())
+        dropped = ", ".join(f"{k} {n}" for k, n in report["left_out"].items()) or "none"
+        lines.append(f"class map: {mapped}; left out (unmapped classes): {dropped}")
+        lines.append("(macro precision/F1 count model classes the data cannot have: read accuracy and recall)")
+    for key, interval in report.get("ci_recall", {}).items():
+        if not key.startswith("_"):
+            low, high = 100 * interval["low"], 100 * interval["high"]
+            lines.append(f"{key:<14}{100 * interval['value']:>7.1f}%   {low:.1f} - {high:.1f}")
+    ref = report.get("referral")
+    if ref:
+        urgent = "/".join(ref.get("urgent_classes", ["CNV", "DME"]))
+        lines.append(
+            f"referral ({urgent} urgent): sensitivity {100 * ref['sensitivity']:.1f}%, "
+            f"specificity {100 * ref['specificity']:.1f}%, AUC {ref['auc']:.3f}"
+        )
     lines.append(f"calibration: ECE {report['ece']:.3f} at temperature {report.get('temperature', 1.0):.2f}")
+    if "arithmetic" in report:
+        lines.append(f"arithmetic: {report['arithmetic']}")
     per_class = report["per_class"]
     lines.append("")
     lines.append(f"{'class':<10}{'precision':>10}{'recall':>8}{'F1':>8}{'support':>9}")

@@ -11,7 +11,7 @@ calibration error.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -86,10 +86,40 @@ def reliability_bins(labels: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS
     return rows
 
 
-def urgent_scores(probs: np.ndarray, class_names: Sequence[str] = CLASS_NAMES) -> np.ndarray:
+def urgent_scores(
+    probs: np.ndarray, class_names: Sequence[str] = CLASS_NAMES, urgent: Sequence[str] = URGENT_CLASSES
+) -> np.ndarray:
     """Probability that a scan needs urgent referral: the sum over the urgent classes."""
-    columns = [list(class_names).index(c) for c in URGENT_CLASSES]
+    columns = [list(class_names).index(c) for c in urgent if c in class_names]
     return probs[:, columns].sum(axis=1)
+
+
+def _referral_view(
+    labels: np.ndarray, probs: np.ndarray, preds: np.ndarray, class_names: Sequence[str], urgent: Sequence[str]
+) -> dict[str, Any]:
+    """Urgent against the rest: sensitivity, specificity and AUC of the summed urgent probability."""
+    columns = [list(class_names).index(c) for c in urgent]
+    truth_urgent, called_urgent = np.isin(labels, columns), np.isin(preds, columns)
+    return {
+        "urgent_classes": list(urgent),
+        "sensitivity": float(called_urgent[truth_urgent].mean()) if truth_urgent.any() else float("nan"),
+        "specificity": float((~called_urgent[~truth_urgent]).mean()) if (~truth_urgent).any() else float("nan"),
+        "auc": _safe_auc(truth_urgent.astype(int), urgent_scores(probs, class_names, urgent)),
+    }
+
+
+def per_class_recall(labels_present: Sequence[int], class_names: Sequence[str]) -> Callable[..., dict[str, float]]:
+    """A metric function (for :func:`~octattn.evaluation.uncertainty.patient_bootstrap`): the
+    recall of each class in ``labels_present``, keyed ``recall NAME``."""
+
+    def recall(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+        preds = probs.argmax(axis=1)
+        return {
+            f"recall {class_names[c]}": float((preds[labels == c] == c).mean()) if (labels == c).any() else float("nan")
+            for c in labels_present
+        }
+
+    return recall
 
 
 def headline_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
@@ -108,9 +138,19 @@ def headline_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
 
 
 def classification_report(
-    labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str] = CLASS_NAMES
+    labels: np.ndarray,
+    probs: np.ndarray,
+    class_names: Sequence[str] = CLASS_NAMES,
+    urgent: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Every metric of the module docstring, as plain data (lists, floats) for JSON."""
+    """Every metric of the module docstring, as plain data (lists, floats) for JSON.
+
+    ``urgent``: the classes whose referral tier is urgent (default: OCT2017's CNV and DME,
+    where the class set has them); the referral view is left out (``None``) when the class
+    set has no urgent class.
+    """
+    if urgent is None:
+        urgent = [c for c in URGENT_CLASSES if c in class_names]
     labels = np.asarray(labels, dtype=int)
     probs = np.asarray(probs, dtype=float)
     k = len(class_names)
@@ -129,14 +169,7 @@ def classification_report(
             roc[name] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
     micro_fpr, micro_tpr, _ = roc_curve(onehot.ravel(), probs.ravel())
     roc["micro"] = {"fpr": micro_fpr.tolist(), "tpr": micro_tpr.tolist()}
-    truth_urgent = np.isin(labels, [list(class_names).index(c) for c in URGENT_CLASSES])
-    score_urgent = urgent_scores(probs, class_names)
-    called_urgent = np.isin(preds, [list(class_names).index(c) for c in URGENT_CLASSES])
-    referral = {
-        "sensitivity": float(called_urgent[truth_urgent].mean()) if truth_urgent.any() else float("nan"),
-        "specificity": float((~called_urgent[~truth_urgent]).mean()) if (~truth_urgent).any() else float("nan"),
-        "auc": _safe_auc(truth_urgent.astype(int), score_urgent),
-    }
+    referral = _referral_view(labels, probs, preds, class_names, urgent) if urgent else None
     return {
         "n": len(labels),
         "class_names": list(class_names),

@@ -19,6 +19,7 @@ from octattn.explain.localisation import LocalisationScore, score_map, summarise
 from octattn.explain.render import overlay, png_bytes, resize_map
 from octattn.inference.predictor import Predictor
 from octattn.io import atomic_write_bytes
+from octattn.progress import progress
 
 DISPLAY_SIZE = (512, 496)  # (width, height): the commonest OCT2017 scan size
 
@@ -72,7 +73,7 @@ def explain_eval(
         samples = samples[:limit]
     scores: dict[str, list[LocalisationScore]] = {}
     per_class: dict[str, dict[str, list[LocalisationScore]]] = {}
-    for sample in samples:
+    for sample in progress(samples, desc="scoring maps"):
         mask_file = mask_path_for(phantom_dir, sample.path)
         if not mask_file.exists():
             raise OctattnError(f"{mask_file}: no lesion mask (explain-eval needs phantoms from `octattn data synth`)")

@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from octattn.classes import CLASS_NAMES, REFERRAL_TIER
+from octattn.classes import CLASS_NAMES, referral_tiers
 from octattn.data.transforms import Preprocess
 from octattn.errors import OctattnError, WeightsError
 from octattn.io import atomic_save, atomic_write_text
@@ -50,6 +50,11 @@ class BundleConfig:
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     temperature: float = 1.0
     provenance: dict[str, Any] = field(default_factory=dict)
+    referral: dict[str, str | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Each class's tier (None: no tier); OCT2017's tiers where the bundle names none.
+        self.referral = referral_tiers(self.class_names, self.referral or None)
 
     def to_dict(self) -> dict[str, Any]:
         """``config.json``: timm's model-folder fields, and octattn's under ``"octattn"``."""
@@ -68,7 +73,7 @@ class BundleConfig:
                 "class_names": list(self.class_names),
                 "preprocess": self.preprocess.to_dict(),
                 "calibration": {"temperature": self.temperature},
-                "referral": {name: REFERRAL_TIER.get(name, "unknown") for name in self.class_names},
+                "referral": dict(self.referral),
                 "provenance": self.provenance,
             },
         }
@@ -84,6 +89,7 @@ class BundleConfig:
                     class_names=list(data["class_names"]),
                     temperature=float(data.get("calibration", {}).get("temperature", 1.0)),
                     provenance=dict(data.get("provenance", {})),
+                    referral=_stored_referral(data),
                 )
             ours = data.get("octattn")
             if not isinstance(ours, dict) or ours.get("format") != BUNDLE_FORMAT:
@@ -103,9 +109,16 @@ class BundleConfig:
                 class_names=list(ours["class_names"]),
                 temperature=float(ours.get("calibration", {}).get("temperature", 1.0)),
                 provenance=dict(ours.get("provenance", {})),
+                referral=_stored_referral(ours),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise OctattnError(f"{origin}: incomplete bundle config ({exc})") from exc
+
+
+def _stored_referral(fields: dict[str, Any]) -> dict[str, str | None]:
+    """A bundle's referral mapping; bundles written before class sets said "unknown" for none."""
+    stored = fields.get("referral") or {}
+    return {name: (None if tier in (None, "unknown") else str(tier)) for name, tier in stored.items()}
 
 
 def timm_pretrained_cfg(name: str, preprocess: Preprocess, class_names: list[str]) -> dict[str, Any]:

@@ -17,13 +17,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from octattn.classes import REFERRAL_TIER
 from octattn.data.decode import load_scan
 from octattn.data.transforms import eval_transform
 from octattn.errors import BadImageError, OctattnError
 from octattn.evaluation.calibration import softmax
 from octattn.inference.bundle import BundleConfig, load_bundle
 from octattn.precision import autocast_for, resolve_precision
+from octattn.progress import progress
+
+NO_TIER = "none"
+"""The referral of a class that the bundle gives no tier (never a wrong tier)."""
 
 
 @dataclass
@@ -124,7 +127,7 @@ class Predictor:
             source=source,
             label=label,
             probabilities={name: float(p) for name, p in zip(self.class_names, probs, strict=True)},
-            referral=REFERRAL_TIER.get(label, "unknown"),
+            referral=self.config.referral.get(label) or NO_TIER,
             logits=[float(v) for v in logits],
         )
 
@@ -148,7 +151,7 @@ class Predictor:
             arrays.clear()
             sources.clear()
 
-        for path in paths:
+        for path in progress(paths, desc="predicting"):
             try:
                 arrays.append(load_scan(path, self.decode_size))
                 sources.append(str(path))

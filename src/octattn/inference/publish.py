@@ -137,7 +137,8 @@ def model_card(model_path: str | Path, repo_id: str, license_id: str = "apache-2
         referral = metrics.get("referral")
         if referral:
             lines.append(
-                f"| referral (CNV/DME urgent) sensitivity / specificity | {_pct(referral['sensitivity'])} / "
+                f"| referral ({'/'.join(referral.get('urgent_classes', ['CNV', 'DME']))} urgent) "
+                f"sensitivity / specificity | {_pct(referral['sensitivity'])} / "
                 f"{_pct(referral['specificity'])} |"
             )
     lines += [
@@ -151,7 +152,7 @@ def model_card(model_path: str | Path, repo_id: str, license_id: str = "apache-2
             if metrics and "ece" in metrics
             else "."
         ),
-        "Kermany et al.'s referral tiers: CNV and DME urgent, DRUSEN routine, NORMAL observation.",
+        "Referral tiers: " + ", ".join(f"{name} {tier or 'none'}" for name, tier in config.referral.items()) + ".",
         "",
         "## Intended use and limits",
         "",

@@ -15,18 +15,18 @@ share of abnormal B-scans is reported beside the call, as the extent of disease.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from octattn.classes import REFERRAL_TIER
+from octattn.classes import REFERRAL_TIER, TIERS
 from octattn.errors import BadImageError, OctattnError
-from octattn.inference.predictor import Predictor, ScanPrediction
+from octattn.inference.predictor import NO_TIER, Predictor, ScanPrediction
 
 CALL_THRESHOLD = 0.5
-URGENCY = ("CNV", "DME", "DRUSEN", "NORMAL")
 VOLUME_SUFFIXES = frozenset({".dcm", ".dicom", ".vol", ".e2e"})
 
 
@@ -192,15 +192,30 @@ class VolumeResult:
         }
 
 
-def volume_call(bscans: list[ScanPrediction]) -> tuple[str, list[int]]:
+def urgency_order(tiers: Mapping[str, str | None]) -> list[str]:
+    """Classes from the most to the least urgent tier (classes without a tier last), each tier in
+    class order: OCT2017 gives CNV, DME, DRUSEN, NORMAL."""
+    rank = {tier: i for i, tier in enumerate(TIERS)}
+    return sorted(tiers, key=lambda c: rank.get(tiers[c] or "", len(TIERS)))
+
+
+def normal_class(tiers: Mapping[str, str | None]) -> str:
+    """The class a volume gets when no B-scan shows anything: the least urgent one."""
+    order = urgency_order(tiers)
+    tiered = [c for c in order if tiers[c]]
+    return tiered[-1] if tiered else order[-1]
+
+
+def volume_call(bscans: list[ScanPrediction], tiers: Mapping[str, str | None] = REFERRAL_TIER) -> tuple[str, list[int]]:
     """The module docstring's rule: (class, indices of the B-scans that support it)."""
+    order = urgency_order(tiers)
     confident = [(i, p.label) for i, p in enumerate(bscans) if p.probabilities[p.label] >= CALL_THRESHOLD]
     counts = Counter(label for _, label in confident)
-    urgent = [c for c in URGENCY if REFERRAL_TIER[c] == "urgent" and counts[c]]
+    urgent = [c for c in order if tiers[c] == "urgent" and counts[c]]
     if urgent:
-        label = max(urgent, key=lambda c: (counts[c], -URGENCY.index(c)))
+        label = max(urgent, key=lambda c: (counts[c], -order.index(c)))
     else:
-        label = next((c for c in URGENCY if counts[c]), "NORMAL")
+        label = next((c for c in order if counts[c]), normal_class(tiers))
     return label, [i for i, c in confident if c == label]
 
 
@@ -212,6 +227,7 @@ def predict_volume(predictor: Predictor, path: str | Path, batch_size: int = 16)
         chunk = frames[start : start + batch_size]
         sources = [f"{path}#{start + k}" for k in range(len(chunk))]
         bscans.extend(predictor.predict_arrays(list(chunk), sources))
-    label, evidence = volume_call(bscans)
-    abnormal = sum(p.label != "NORMAL" for p in bscans) / len(bscans)
-    return VolumeResult(str(path), bscans, label, REFERRAL_TIER[label], abnormal, evidence)
+    tiers = predictor.config.referral
+    label, evidence = volume_call(bscans, tiers)
+    abnormal = sum(p.label != normal_class(tiers) for p in bscans) / len(bscans)
+    return VolumeResult(str(path), bscans, label, tiers.get(label) or NO_TIER, abnormal, evidence)

@@ -170,7 +170,7 @@ def _summary_section(runs: list[RunSummary]) -> Section:
             continue
         ci = ev.get("ci", {}).get("accuracy")
         accuracy = _pct(ev["accuracy"]) + (f" ({100 * ci['low']:.1f}-{100 * ci['high']:.1f})" if ci else "")
-        referral = ev["referral"]
+        referral = ev.get("referral") or {"sensitivity": float("nan"), "specificity": float("nan")}
         rows.append(
             [
                 run.name,
@@ -185,7 +185,8 @@ def _summary_section(runs: list[RunSummary]) -> Section:
             ]
         )
     text = (
-        "Test-split results. Referral: CNV or DME called urgent, against DRUSEN and NORMAL (Kermany et al.). "
+        "Test-split results. Referral: a class whose tier is urgent (OCT2017: CNV or DME, Kermany et al.) "
+        "called urgent, against the rest; - where the class set has no urgent class. "
         "ECE: expected calibration error after temperature scaling fitted on the validation split."
     )
     return Section("Summary", text, tables=[(header, rows)])

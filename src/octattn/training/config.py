@@ -6,7 +6,10 @@ run can always be repeated and its numbers traced to their settings.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import difflib
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -14,79 +17,86 @@ from typing import Any
 
 import yaml
 
+from octattn.classes import canonical, referral_tiers
 from octattn.data.transforms import PREPROCESS_MODES
 from octattn.errors import ConfigError
 from octattn.models import MODEL_NAMES, POLICIES
 from octattn.models.attention import INIT_MODES
 
 
+def setting(default: Any, help: str) -> Any:
+    """A config key: its default and the one line of help that ``octattn config show`` and the
+    docs' reference print (read from the field, so the two cannot drift)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run. Defaults are the paper presets' recipe: the
     paper's policy, ratio of learning rates (1:100), weight decay and 20 epochs, with AdamW
-    (SGD at the paper's rates diverges; see the README).
+    (SGD at the paper's rates diverges; see the docs' training page). Each field's help is
+    in its metadata: ``octattn config show`` prints them all."""
 
-    Model: ``model``, ``placement`` (None = default), ``attention_init``, ``attention_mask``
-    (false: the modules without their masks, an ablation), ``in_chans``,
-    ``pretrained`` (fetch ImageNet weights) or ``weights`` (local safetensors file).
-    Recipe: ``policy``, ``optimizer`` (sgd | adamw), ``lr_backbone``, ``lr_new``,
-    ``lr_mask_factor`` (the soft-mask branches at ``lr_new`` times this), ``momentum``,
-    ``weight_decay``, ``schedule`` (constant | cosine | step),
-    ``warmup_steps``, ``epochs``, ``batch_size`` (global, over all processes),
-    ``grad_clip`` (0 = off), ``label_smoothing``.
-    Data: ``data`` (folder or CSV), ``cache`` (a cache folder from ``octattn data cache``),
-    ``image_size``, ``preprocess`` (resize | crop), ``hflip_prob``, ``balance``
-    (triple | sampler | none), ``balance_classes``, ``balance_factor``, ``val_fraction``
-    (patient-grouped split of the training folder; 0 = use the data's val/ folder),
-    ``skip_bad``, ``num_workers`` (loader processes per training process; -1 = what the
-    machine has: its usable cores shared among the processes on this node, at most 8).
-    Engine: ``seed``, ``amp`` (auto = bf16 where the GPU or CPU computes it natively, else off), ``channels_last``,
-    ``compile``, ``grad_checkpointing`` (recompute each block's activations in backward:
-    less than half the memory at batch 32, 299 px; attention model only), ``bn`` (train |
-    frozen: every BatchNorm in eval mode),
-    ``bn_recalibrate`` (images used to re-estimate BatchNorm statistics before each
-    validation; 0 = off), ``threads`` (CPU threads; 0 = torch's default).
-    """
-
-    model: str = "inception_v4_attention"
-    placement: list[dict[str, int]] | None = None
-    attention_init: str = "identity"
-    attention_mask: bool = True
-    in_chans: int = 1
-    pretrained: bool = True
-    weights: str | None = None
-    policy: str = "paper"
-    optimizer: str = "adamw"
-    lr_backbone: float = 1e-5
-    lr_new: float = 1e-3
-    lr_mask_factor: float = 1.0
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    epochs: int = 20
-    batch_size: int = 32
-    grad_clip: float = 0.0
-    label_smoothing: float = 0.0
-    data: str | None = None
-    cache: str | None = None
-    image_size: int = 299
-    preprocess: str = "resize"
-    hflip_prob: float = 0.0
-    balance: str = "triple"
-    balance_classes: list[str] = field(default_factory=lambda: ["DME", "DRUSEN"])
-    balance_factor: int = 3
-    val_fraction: float = 0.1
-    skip_bad: bool = False
-    num_workers: int = -1
-    seed: int = 0
-    amp: str = "auto"
-    channels_last: bool = True
-    compile: bool = False
-    grad_checkpointing: bool = False
-    bn: str = "train"
-    bn_recalibrate: int = 0
-    threads: int = 0
+    # model
+    model: str = setting("inception_v4_attention", "the network: " + ", ".join(MODEL_NAMES))
+    placement: list[dict[str, int]] | None = setting(
+        None, "attention modules as [{after: BLOCK, order: 1|2}, ...]; null = the default (9/2, 13/1, 17/1)"
+    )
+    attention_init: str = setting("identity", "how the attention modules start: " + " | ".join(INIT_MODES))
+    attention_mask: bool = setting(True, "false: the attention modules without their soft masks (an ablation)")
+    in_chans: int = setting(1, "input channels (1: gray OCT; pretrained RGB filters are folded)")
+    pretrained: bool = setting(True, "fetch timm's ImageNet weights for the backbone")
+    weights: str | None = setting(None, "a local .safetensors backbone file instead of fetching (offline)")
+    # recipe
+    policy: str = setting("paper", "what trains: paper (last three Inception-C + new layers) | last1 | all")
+    optimizer: str = setting("adamw", "sgd | adamw")
+    lr_backbone: float = setting(1e-5, "learning rate of the trainable backbone blocks")
+    lr_new: float = setting(1e-3, "learning rate of the new layers (attention modules, classifier)")
+    lr_mask_factor: float = setting(1.0, "the soft-mask branches at lr_new times this")
+    momentum: float = setting(0.9, "SGD momentum")
+    weight_decay: float = setting(1e-4, "weight decay of convolution and linear weights (not BN, not biases)")
+    schedule: str = setting("constant", "learning-rate schedule: constant | cosine | step")
+    warmup_steps: int = setting(0, "linear warm-up steps")
+    epochs: int = setting(20, "passes over the (balanced) training set")
+    batch_size: int = setting(32, "global batch, split over the processes")
+    grad_clip: float = setting(0.0, "clip the gradient norm at this (0 = off)")
+    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy")
+    # data
+    data: str | None = setting(None, "an OCT2017-style folder (SPLIT/CLASS/ or CLASS/) or a CSV manifest")
+    classes: list[str] | None = setting(
+        None, "the class set in label order; null = the data's class folders (OCT2017's four when they are those)"
+    )
+    referral: dict[str, str | None] | None = setting(
+        None, "class -> urgent | routine | observation; null = OCT2017's tiers; a class not named gets no tier"
+    )
+    cache: str | None = setting(None, "a cache folder from `octattn data cache` (no JPEG decoding per epoch)")
+    image_size: int = setting(299, "input size in pixels (at least 75)")
+    preprocess: str = setting("resize", "resize (the paper's direct resize) | crop (random crop, Table III)")
+    hflip_prob: float = setting(0.0, "probability of a horizontal flip in training")
+    balance: str = setting(
+        "triple",
+        "class balance: triple (the paper's DME/DRUSEN copies) | sampler (classes drawn evenly) | "
+        "loss_weights (cross-entropy weighted by inverse class frequency) | none",
+    )
+    balance_classes: list[str] = setting(["DME", "DRUSEN"], "the classes that `balance: triple` copies")
+    balance_factor: int = setting(3, "copies per image of balance_classes (up to 6)")
+    val_fraction: float = setting(0.1, "patient-grouped validation share of the training folder (0 = its val/)")
+    skip_bad: bool = setting(False, "count unreadable files as skipped instead of stopping")
+    num_workers: int = setting(-1, "loader processes per training process (-1 = the machine's cores, at most 8)")
+    # engine
+    seed: int = setting(0, "seeds the split, the data order, the transforms and the weights")
+    amp: str = setting("auto", "mixed precision: auto (bf16 where computed natively) | bf16 | off")
+    channels_last: bool = setting(True, "channels_last memory format (about 2x on CPUs)")
+    compile: bool = setting(False, "torch.compile the model")
+    grad_checkpointing: bool = setting(False, "recompute activations in backward: less memory (attention model only)")
+    bn: str = setting("train", "BatchNorm: train | frozen (every BatchNorm in eval mode)")
+    bn_recalibrate: int = setting(0, "images to re-estimate BatchNorm statistics on before validation (0 = off)")
+    threads: int = setting(0, "CPU threads (0 = torch's default)")
+    keep_checkpoint: bool = setting(
+        True, "keep RUN/checkpoint.pt (model + optimizer, ~12x the bundle) when the run ends; false: the bundle only"
+    )
 
     def validate(self) -> TrainConfig:
         """Check every choice; returns self for chaining."""
@@ -96,7 +106,7 @@ class TrainConfig:
             "optimizer": ("sgd", "adamw"),
             "schedule": ("constant", "cosine", "step"),
             "preprocess": PREPROCESS_MODES,
-            "balance": ("triple", "sampler", "none"),
+            "balance": ("triple", "sampler", "loss_weights", "none"),
             "amp": ("auto", "bf16", "off"),
             "bn": ("train", "frozen"),
             "attention_init": INIT_MODES,
@@ -116,6 +126,13 @@ class TrainConfig:
             raise ConfigError(f"num_workers must be -1 (automatic) or at least 0, got {self.num_workers}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.referral is not None:
+            try:
+                referral_tiers(list(self.referral), self.referral)
+            except ValueError as exc:
+                raise ConfigError(f"referral: {exc}") from None
+        if self.classes is not None and len({canonical(c) for c in self.classes}) != len(self.classes):
+            raise ConfigError(f"classes must be distinct, got {self.classes}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,11 +143,31 @@ class TrainConfig:
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
 
 
+def default_of(key: str) -> Any:
+    """A key's default value."""
+    f = _FIELDS[key]
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def help_of(key: str) -> str:
+    """A key's one line of help."""
+    return str(_FIELDS[key].metadata.get("help", ""))
+
+
+def keys() -> list[str]:
+    """Every config key, in the order the config declares them."""
+    return list(_FIELDS)
+
+
+def unknown_key_error(key: str, origin: str) -> ConfigError:
+    """``origin: unknown key 'lr'; closest: lr_new, lr_backbone`` (and where to see them all)."""
+    close = difflib.get_close_matches(key, _FIELDS, n=3, cutoff=0.5)
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    return ConfigError(f"{origin}: unknown key {key!r}{hint} (`octattn config show` lists every key)")
+
+
 def _coerce(key: str, value: Any) -> Any:
-    default = TrainConfig.__dataclass_fields__[key].default
-    if key == "amp" and value is False:
-        # YAML 1.1 reads a bare ``off`` (``amp=off``, ``amp: off``) as false
-        return "off"
+    default = default_of(key)
     if isinstance(default, bool) and not isinstance(value, bool):
         raise ConfigError(f"{key} must be true or false, got {value!r}")
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
@@ -148,8 +185,28 @@ def config_from_dict(data: dict[str, Any], origin: str = "config") -> TrainConfi
     """Build a config from a mapping, rejecting unknown keys with their names."""
     unknown = sorted(set(data) - set(_FIELDS))
     if unknown:
-        raise ConfigError(f"{origin}: unknown key(s) {', '.join(unknown)}")
+        raise unknown_key_error(unknown[0], origin)
     return TrainConfig(**{k: _coerce(k, v) for k, v in data.items()}).validate()
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML with YAML 1.2's booleans: only true and false. YAML 1.1 (PyYAML's default) also
+    reads no, off, yes and on as booleans, so OCTDL's class ``NO`` became ``false`` and
+    ``amp: off`` a boolean; here they stay the words they are."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse a config value or file (YAML 1.2 booleans: see :class:`_ConfigLoader`)."""
+    return yaml.load(text, Loader=_ConfigLoader)
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
@@ -163,7 +220,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
     if path is not None:
         origin = str(path)
         try:
-            loaded = yaml.safe_load(Path(path).read_text())
+            loaded = read_yaml(Path(path).read_text())
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
         except yaml.YAMLError as exc:
@@ -175,7 +232,9 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r} must look like key=value")
-        data[key.strip()] = yaml.safe_load(value)
+        if key.strip() not in _FIELDS:
+            raise unknown_key_error(key.strip(), f"override {item!r}")
+        data[key.strip()] = read_yaml(value)
     return config_from_dict(data, origin)
 
 
@@ -197,3 +256,48 @@ def save_config(config: TrainConfig, path: str | Path) -> None:
     from octattn.io import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def differing_keys(a: TrainConfig, b: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """The keys whose values differ between two configs, with both values."""
+    left, right = a.to_dict(), b.to_dict()
+    return {key: (left[key], right[key]) for key in left if left[key] != right[key]}
+
+
+RUN_CONFIG = "config.yaml"
+
+
+def config_for_resume(
+    run_dir: str | Path, config_path: str | Path | None, overrides: Sequence[str] = (), force: bool = False
+) -> TrainConfig:
+    """The config a ``--resume`` continues with: the run's own ``config.yaml``.
+
+    A config file or overrides that change any key are refused, naming each key with the
+    run's value and the given one, unless ``force``: resuming under another recipe silently
+    would be a different experiment under the old run's name.
+
+    Raises:
+        ConfigError: the given config differs from the run's and ``force`` is false.
+    """
+    saved = Path(run_dir) / RUN_CONFIG
+    if not saved.exists():  # nothing ran yet: --resume starts the run
+        return load_config(config_path, overrides)
+    own = absolute_paths(load_config(saved))
+    given = absolute_paths(load_config(config_path if config_path is not None else saved, overrides))
+    changed = differing_keys(own, given)
+    if changed and not force:
+        listed = "; ".join(f"{key}: {old!r} in the run, {new!r} given" for key, old, new in _rows(changed))
+        raise ConfigError(
+            f"{saved}: --resume with a different config ({listed}); pass --force to resume with it anyway"
+        )
+    return given
+
+
+def _rows(changed: dict[str, tuple[Any, Any]]) -> list[tuple[str, Any, Any]]:
+    return [(key, old, new) for key, (old, new) in changed.items()]
+
+
+def describe(config: TrainConfig) -> list[dict[str, Any]]:
+    """Every key with its value, its default and its help (what ``octattn config show`` prints)."""
+    values = config.to_dict()
+    return [{"key": k, "value": values[k], "default": default_of(k), "help": help_of(k)} for k in keys()]

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from octattn.classes import NUM_CLASSES
 from octattn.data.layout import describe_counts
 from octattn.errors import ConfigError, OctattnError
 from octattn.evaluation.metrics import headline_metrics
@@ -61,8 +62,10 @@ class TrainResult:
     history: list[dict[str, float]]
 
 
-def build_model(config: TrainConfig, info: DistInfo) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """The model on its device, with the policy's parameter groups."""
+def build_model(
+    config: TrainConfig, info: DistInfo, num_classes: int = NUM_CLASSES
+) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """The model on its device (a ``num_classes``-way head), with the policy's parameter groups."""
     kwargs: dict[str, Any] = {}
     if config.model == "inception_v4_attention":
         kwargs = {
@@ -72,6 +75,7 @@ def build_model(config: TrainConfig, info: DistInfo) -> tuple[nn.Module, list[di
         }
     model = create_model(
         config.model,
+        num_classes=num_classes,
         in_chans=config.in_chans,
         pretrained=config.pretrained and config.weights is None,
         weights=config.weights,
@@ -144,7 +148,15 @@ def _train(
     barrier(info)
     torch.manual_seed(config.seed)
     data = build_run_data(config, run_dir, info)
-    say(f"train: {describe_counts(data.train)}; validation: {describe_counts(data.val)} (patient-grouped)")
+    say(
+        f"classes: {', '.join(data.classes)}\ntrain: {describe_counts(data.train, data.classes)}; "
+        f"validation: {describe_counts(data.val, data.classes)} (patient-grouped)"
+    )
+    if data.loss_weights is not None:
+        say(
+            "loss weights: "
+            + ", ".join(f"{c} {w:.2f}" for c, w in zip(data.classes, data.loss_weights.tolist(), strict=True))
+        )
     if config.balance == "triple":
         say(
             f"balanced training set ({config.balance_classes} x{config.balance_factor}): "
@@ -153,7 +165,7 @@ def _train(
     if len(data.skipped):
         say(f"skipped {len(data.skipped)} unreadable file(s), listed in {run_dir / 'skipped.json'}")
 
-    model, groups = build_model(config, info)
+    model, groups = build_model(config, info, len(data.classes))
     if config.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, momentum=config.momentum)
     else:
@@ -202,7 +214,9 @@ def _train(
         torch.manual_seed(config.seed * 7919 + epoch)  # main-process randomness, per epoch
         sampler.set_epoch(epoch)
         loader = epoch_loader(data.train_dataset, sampler, per_rank, config, epoch, info)
-        stats = train_one_epoch(train_module, loader, optimizer, scheduler, config, info, epoch, progress)
+        stats = train_one_epoch(
+            train_module, loader, optimizer, scheduler, config, info, epoch, progress, data.loss_weights
+        )
         if config.bn_recalibrate and config.bn == "train":
             recalibrate_batchnorm(model, data.recal_dataset, config.bn_recalibrate, per_rank, info)
         predictions = predict_dataset(model, data.val_dataset, config, info)
@@ -237,7 +251,9 @@ def _train(
         if info.is_main:
             if better_epoch(row, best):
                 best = {"epoch": epoch + 1, **{k: v for k, v in row.items() if k != "epoch"}}
-                save_best_bundle(run_dir, model, config, predictions.logits, predictions.labels, epoch + 1)
+                save_best_bundle(
+                    run_dir, model, config, predictions.logits, predictions.labels, epoch + 1, data.classes
+                )
             write_logs(run_dir, history, steps)
             save_checkpoint(
                 checkpoint_path,
@@ -262,5 +278,8 @@ def _train(
         barrier(info)
     if writer is not None:
         writer.close()
+    if not config.keep_checkpoint and info.is_main:
+        # The run is finished and its best epoch is in RUN/model: the optimizer's state is dead weight.
+        checkpoint_path.unlink(missing_ok=True)
     say(f"best epoch {best['epoch']} (val macro-F1 {best['val_macro_f1']:.4f}); model bundle: {run_dir / 'model'}")
     return TrainResult(run_dir=run_dir, best_epoch=int(best["epoch"]), best_metrics=best, history=history)

@@ -12,10 +12,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from octattn.data.balance import class_weighted_sampler, expand_classes
+from octattn.classes import CLASS_NAMES, canonical
+from octattn.data.balance import class_weighted_sampler, expand_classes, inverse_frequency_weights
 from octattn.data.cache import CacheReader
 from octattn.data.dataset import FileReader, Reader, ScanDataset, SkipReport, validate_samples
-from octattn.data.layout import Sample, load_samples
+from octattn.data.layout import Sample, data_classes, load_samples
 from octattn.data.splits import patient_split, save_split
 from octattn.data.transforms import eval_transform, train_transform
 from octattn.errors import ConfigError, OctattnError
@@ -40,6 +41,8 @@ class RunData:
     health_dataset: ScanDataset
     weights: torch.Tensor | None
     skipped: SkipReport
+    classes: tuple[str, ...] = CLASS_NAMES
+    loss_weights: torch.Tensor | None = None
 
 
 def _reader(config: TrainConfig) -> Reader:
@@ -80,11 +83,12 @@ def build_run_data(config: TrainConfig, run_dir: Path, info: DistInfo) -> RunDat
     """Load, split, check and balance the samples; build the datasets."""
     if config.data is None:
         raise ConfigError("no data: pass --data DIR (an OCT2017-style folder or a CSV manifest)")
-    train = load_samples(config.data, "train")
+    classes = data_classes(config.data, config.classes)
+    train = load_samples(config.data, "train", classes)
     if config.val_fraction > 0:
         train, val = patient_split(train, config.val_fraction, config.seed)
     else:
-        val = load_samples(config.data, "val")
+        val = load_samples(config.data, "val", classes)
     reader = _reader(config)
     train_val, skipped = _validate_sharded(train + val, reader, config, info)
     keep = {str(s.path) for s in train_val}
@@ -94,13 +98,21 @@ def build_run_data(config: TrainConfig, run_dir: Path, info: DistInfo) -> RunDat
         save_split(run_dir / "split.json", train, val, config.seed, config.val_fraction)
         if len(skipped):
             atomic_write_text(run_dir / "skipped.json", json.dumps(skipped.skipped, indent=1))
-    weights = None
+    weights = loss_weights = None
     if config.balance == "triple":
+        missing = [c for c in config.balance_classes if canonical(c) not in classes]
+        if missing:
+            raise ConfigError(
+                f"balance_classes {', '.join(missing)} not in the class set ({', '.join(classes)}): "
+                "set balance_classes, or balance: sampler | loss_weights | none"
+            )
         train_items = expand_classes(train, config.balance_classes, config.balance_factor)
     else:
         train_items = list(train)
         if config.balance == "sampler":
             weights = torch.as_tensor(list(class_weighted_sampler(train_items).weights), dtype=torch.double)
+        elif config.balance == "loss_weights":
+            loss_weights = inverse_frequency_weights(train_items, len(classes))
     pre = preprocess_for(config.model, config.image_size, config.in_chans)
     evaluate_one = eval_transform(pre)
 
@@ -116,6 +128,8 @@ def build_run_data(config: TrainConfig, run_dir: Path, info: DistInfo) -> RunDat
         health_dataset=ScanDataset(_shuffled(val or train, config.seed)[:HEALTH_IMAGES], reader, eval_item),
         weights=weights,
         skipped=skipped,
+        classes=classes,
+        loss_weights=loss_weights,
     )
 
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 import octattn
+from octattn.classes import CLASS_NAMES, referral_tiers
 from octattn.errors import OctattnError
 from octattn.evaluation.calibration import fit_temperature
 from octattn.inference.bundle import BundleConfig, architecture_of, save_bundle
@@ -110,14 +111,23 @@ def open_tensorboard(run_dir: Path, info: DistInfo) -> Any:
 
 
 def save_best_bundle(
-    run_dir: Path, model: nn.Module, config: TrainConfig, logits: np.ndarray, labels: np.ndarray, epoch: int
+    run_dir: Path,
+    model: nn.Module,
+    config: TrainConfig,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    epoch: int,
+    classes: Sequence[str] = CLASS_NAMES,
 ) -> None:
-    """Write ``RUN/model``: the weights, pre-processing, provenance and a temperature fitted on validation."""
+    """Write ``RUN/model``: the weights, class names and referral tiers, pre-processing,
+    provenance and a temperature fitted on validation."""
     temperature = fit_temperature(logits, labels) if len(labels) else 1.0
     bundle = BundleConfig(
         architecture=architecture_of(config.model, model),
         preprocess=preprocess_for(config.model, config.image_size, config.in_chans),
+        class_names=list(classes),
         temperature=temperature,
         provenance=provenance(config, epoch),
+        referral=referral_tiers(classes, config.referral),
     )
     save_bundle(run_dir / "model", model, bundle)

@@ -17,7 +17,6 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from octattn.classes import CLASS_NAMES
 from octattn.errors import OctattnError
 from octattn.models.health import MaskMeter
 from octattn.models.inception import InceptionV4Attention
@@ -91,13 +90,16 @@ def train_one_epoch(
     info: DistInfo,
     epoch: int,
     progress: bool = True,
+    class_weights: torch.Tensor | None = None,
 ) -> EpochStats:
-    """One pass over the training data; raises :class:`TrainingDiverged` on a non-finite loss."""
+    """One pass over the training data; raises :class:`TrainingDiverged` on a non-finite loss.
+    ``class_weights`` weight the cross-entropy (``balance: loss_weights``)."""
     set_model_mode(model, config.bn)
     device = info.device
     precision = training_precision(config, device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    weight = class_weights.to(device) if class_weights is not None else None
+    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
     losses: list[float] = []
     seen = 0
     start = time.perf_counter()
@@ -150,7 +152,7 @@ def predict_dataset(
     merged = sorted((row for part in all_gather_objects(rows, info) for row in part), key=lambda r: r[0])
     if [r[0] for r in merged] != list(range(len(dataset))):  # type: ignore[arg-type]
         raise RuntimeError("distributed evaluation lost or duplicated images")
-    logits_all = np.stack([r[1] for r in merged]) if merged else np.zeros((0, len(CLASS_NAMES)))
+    logits_all = np.stack([r[1] for r in merged]) if merged else np.zeros((0, int(getattr(model, "num_classes", 4))))
     return Predictions(logits=logits_all, labels=np.array([r[2] for r in merged], dtype=int))
 
 
