@@ -47,7 +47,7 @@ def phantoms_figure() -> None:
 
 def study_figure(run: Path, phantoms: Path, per_class: int = 2) -> None:
     """Masks and Grad-CAM of a study run over lesion phantoms, the true lesion outlined."""
-    from octattn.explain.attention import normalise_map
+    from octattn.explain.attention import display_map
     from octattn.explain.render import overlay
     from octattn.explain.run import saliency_maps
     from octattn.inference.predictor import Predictor
@@ -67,7 +67,7 @@ def study_figure(run: Path, phantoms: Path, per_class: int = 2) -> None:
         images.append(np.repeat(shown[..., None], 3, axis=2))
         captions.append(f"{sample.class_name} (lesion outlined)")
         for name in ("attention_after_9", "attention_after_9_weighted", "gradcam"):
-            painted = overlay(gray, normalise_map(maps[name]))
+            painted = overlay(gray, display_map(maps[name]))
             painted[outline] = (255, 255, 255)
             images.append(painted)
             captions.append(name.removeprefix("attention_"))

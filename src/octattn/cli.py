@@ -299,7 +299,7 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     demo.set_defaults(handler=_cmd_demo)
 
 
-BENCHMARKS = ("loader", "models", "inference", "memory", "serve_load", "gpu", "attention_study")
+BENCHMARKS = ("loader", "models", "inference", "memory", "serve_load", "gpu", "attention_study", "demo")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -18,10 +18,15 @@ def add_precision(parser: argparse.ArgumentParser, default: str = "auto") -> Non
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """``--precision``, ``--backend`` and ``--onnx``: how a model runs."""
+    """``--precision``, ``--backend``, ``--onnx`` and ``--allow-ood``: how a model runs."""
     add_precision(parser)
     parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
     parser.add_argument("--onnx", help="the ONNX file for --backend onnxruntime (fp32 or int8 from export)")
+    parser.add_argument(
+        "--allow-ood",
+        action="store_true",
+        help="give a class and referral even to scans flagged as unlike the training data (still flagged)",
+    )
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -29,7 +34,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from octattn.inference.inputs import expand_inputs
     from octattn.inference.onnx_export import make_predictor
 
-    predictor = make_predictor(args.model, args.backend, args.onnx, args.precision, tta=args.tta)
+    predictor = make_predictor(
+        args.model, args.backend, args.onnx, args.precision, tta=args.tta, allow_ood=args.allow_ood
+    )
+    if predictor.ood is None:
+        print("this bundle has no out-of-distribution detector (octattn fit-ood adds one): the ood column is empty")
     run = predict_paths(predictor, expand_inputs(args.paths), args.batch)
     for line in run.table():
         print(line)
@@ -46,8 +55,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from octattn.inference.inputs import expand_inputs
 
     written, failures = explain_images(args.model, expand_inputs(args.images), args.out, precision=args.precision)
-    for path in written:
-        print(path)
+    for path, spread in written:
+        print(f"{path} (contrast {spread:.3f} on a fixed 0-1 scale: a flat map looks flat)")
     for failure in failures:
         print(f"failed: {failure}", file=sys.stderr)
     return 1 if failures else 0
@@ -72,6 +81,27 @@ def _cmd_export(args: argparse.Namespace) -> int:
     path = export_onnx(args.model, args.out, quantize=args.quantize, calibration=args.calibration)
     kind = "int8 (QDQ, per-channel weights)" if args.quantize else "fp32"
     print(f"ONNX model written to {path}: {kind}; input 'scan' N x C x H x W, output 'logits'; dynamic batch")
+    return 0
+
+
+def _cmd_fit_ood(args: argparse.Namespace) -> int:
+    from octattn.data.layout import load_samples
+    from octattn.data.splits import patient_split
+    from octattn.inference.bundle import read_bundle_config
+    from octattn.inference.safety import SafetySettings, fit_safety
+
+    classes = read_bundle_config(args.model).class_names
+    samples = load_samples(args.data, args.split, classes)
+    train, validation = patient_split(samples, args.val_fraction, args.seed)
+    settings = SafetySettings(
+        abstain_target_accuracy=args.abstain_target_accuracy, urgent_sensitivity=args.urgent_sensitivity
+    )
+    fitted = fit_safety(args.model, train, validation, settings, args.seed)
+    print(
+        f"detector fitted on {len(train)} images, threshold {fitted['threshold']:.2f} chosen on {len(validation)} "
+        f"held-out images of {len({s.group for s in validation})} patients (keeps "
+        f"{100 * fitted['validation_kept']:.0f}%); written into {args.model}"
+    )
     return 0
 
 
@@ -100,6 +130,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         precision=args.precision,
         backend=args.backend,
         onnx_path=args.onnx,
+        allow_ood=args.allow_ood,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     access = "token required" if token else "no token (open to anyone who reaches the port)"
@@ -142,6 +173,21 @@ def add_inference_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--quantize", choices=["int8"], help="static int8 quantization with onnxruntime")
     export.add_argument("--calibration", help="folder of real scans for --quantize int8 (64 are read)")
     export.set_defaults(handler=_cmd_export)
+
+    fit_ood = sub.add_parser(
+        "fit-ood",
+        help="add an out-of-distribution detector and operating points to an existing bundle",
+        description="Fit the detector on DATA's images (a patient-grouped share held out for the threshold and "
+        "the operating points) and write it into the bundle.",
+    )
+    fit_ood.add_argument("model", help="a model bundle or a run folder (written in place)")
+    fit_ood.add_argument("--data", required=True, help="the images the model was trained on (folder or CSV)")
+    fit_ood.add_argument("--split", default="train", help="the split to fit on (default train)")
+    fit_ood.add_argument("--val-fraction", type=float, default=0.2, help="patient-grouped share held out (0.2)")
+    fit_ood.add_argument("--abstain-target-accuracy", type=float, default=0.99, help="(default 0.99)")
+    fit_ood.add_argument("--urgent-sensitivity", type=float, default=0.95, help="(default 0.95)")
+    fit_ood.add_argument("--seed", type=int, default=0)
+    fit_ood.set_defaults(handler=_cmd_fit_ood)
 
     push = sub.add_parser("push", help="publish a model bundle with a model card on the Hugging Face Hub")
     push.add_argument("model", help="a model bundle or a run folder")

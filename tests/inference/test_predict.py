@@ -14,7 +14,9 @@ from octattn.inference.bundle import load_bundle, save_bundle
 from octattn.inference.inputs import expand_inputs
 from octattn.inference.onnx_export import OnnxPredictor, export_onnx
 from octattn.inference.predictor import Predictor, ScanPrediction
-from octattn.inference.volumes import predict_volume, read_volume, volume_call
+from octattn.classes import REFERRAL_TIER
+from octattn.inference.volume_call import VolumeRule, volume_call
+from octattn.inference.volumes import predict_volume, read_volume
 from tests.data.helpers import write_scan
 
 
@@ -179,8 +181,8 @@ def _p(label: str, p: float) -> ScanPrediction:
         ([("DRUSEN", 0.9), ("NORMAL", 0.9)], ("DRUSEN", [0])),
     ],
 )
-def test_volume_call_rule(bscans, expected):
-    assert volume_call([_p(label, p) for label, p in bscans]) == expected
+def test_the_any_rule(bscans, expected):
+    assert volume_call([_p(label, p) for label, p in bscans], REFERRAL_TIER, VolumeRule("any")) == expected
 
 
 def test_damaged_vendor_files_give_one_line_with_the_reason(tmp_path):

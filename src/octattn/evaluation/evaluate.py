@@ -21,8 +21,9 @@ from octattn.classes import urgent_classes
 from octattn.data.layout import Sample, left_out, load_samples
 from octattn.errors import OctattnError
 from octattn.evaluation.metrics import classification_report, per_class_recall
+from octattn.evaluation.operating_points import abstention_on, risk_coverage, urgent_on
 from octattn.evaluation.uncertainty import BOOTSTRAP_RESAMPLES, patient_bootstrap
-from octattn.inference.predictor import Predictor
+from octattn.inference.predictor import Predictor, ScanPrediction
 from octattn.io import atomic_write_text
 from octattn.precision import EVALUATION_PRECISION
 from octattn.run_paths import data_for
@@ -52,13 +53,67 @@ def predict_samples(
     predictor: Predictor, samples: list[Sample], batch_size: int = 32, skip_bad: bool = False
 ) -> tuple[list[Sample], np.ndarray, list[dict[str, str]]]:
     """Logits for samples; a bad file is an error unless ``skip_bad`` (then it is listed)."""
+    kept, predictions, skipped = predict_sample_rows(predictor, samples, batch_size, skip_bad)
+    logits = np.array([p.logits for p in predictions], dtype=np.float64).reshape(len(kept), -1)
+    return kept, logits, skipped
+
+
+def predict_sample_rows(
+    predictor: Predictor, samples: list[Sample], batch_size: int = 32, skip_bad: bool = False
+) -> tuple[list[Sample], list[ScanPrediction], list[dict[str, str]]]:
+    """The predictions of the readable samples (with their out-of-distribution flags)."""
     result = predictor.predict_files([s.path for s in samples], batch_size)
     if result.failures and not skip_bad:
         raise result.failures[0]
     failed = {f.path for f in result.failures}
     kept = [s for s in samples if str(s.path) not in failed]
-    logits = np.array([p.logits for p in result.predictions], dtype=np.float64).reshape(len(kept), -1)
-    return kept, logits, [{"path": f.path, "reason": f.reason} for f in result.failures]
+    return kept, result.predictions, [{"path": f.path, "reason": f.reason} for f in result.failures]
+
+
+def safety_report(
+    predictor: Predictor,
+    rows: list[ScanPrediction],
+    probs: np.ndarray,
+    labels: np.ndarray,
+    groups: list[str],
+    resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """How the bundle's limits fare on this split: the out-of-distribution flags and scores,
+    the risk-coverage curve with the abstention point chosen on validation (accuracy of the
+    accepted scans with its patient-bootstrap interval), and the urgent operating point."""
+    decision = predictor.config.decision
+    found: dict[str, Any] = {"abstention": {"curve": risk_coverage(probs, labels)}}
+    if "abstain_threshold" in decision:
+        point = abstention_on(probs, labels, decision["abstain_threshold"])
+        accepted = probs.max(axis=1) >= decision["abstain_threshold"]
+        if accepted.any():
+            interval = patient_bootstrap(
+                labels[accepted],
+                probs[accepted],
+                [g for g, a in zip(groups, accepted, strict=True) if a],
+                resamples,
+                seed,
+            )["accuracy"]
+            point["accuracy_accepted_ci"] = [interval["low"], interval["high"]]
+        found["abstention"].update(point, target=decision.get("abstain_target_accuracy"))
+    urgent = [predictor.class_names.index(c) for c, t in predictor.config.referral.items() if t == "urgent"]
+    if "urgent_threshold" in decision and urgent:
+        found["urgent_operating_point"] = {
+            **urgent_on(probs, labels, urgent, decision["urgent_threshold"]),
+            "target_sensitivity": decision.get("urgent_sensitivity"),
+        }
+    if predictor.ood is not None:
+        scores = [p.ood_score for p in rows]
+        found["ood"] = {
+            "threshold": predictor.ood.threshold,
+            "flagged": int(sum(bool(p.ood) for p in rows)),
+            "flagged_share": float(np.mean([bool(p.ood) for p in rows])),
+            "by_cheap_checks": int(sum(bool(p.ood) and not p.ood_reason.startswith("score") for p in rows)),
+            "scores": [None if v is None else float(v) for v in scores],
+            "validation_scores": [float(v) for v in predictor.ood.validation_scores],
+        }
+    return found
 
 
 def evaluate_model(
@@ -92,9 +147,10 @@ def evaluate_model(
                 f"({', '.join(predictor.class_names)})"
             )
     wanted = load_samples(data, split, predictor.class_names, class_map)
-    samples, logits, skipped = predict_samples(predictor, wanted, batch_size, skip_bad)
+    samples, rows, skipped = predict_sample_rows(predictor, wanted, batch_size, skip_bad)
     if not samples:
         raise OctattnError(f"{data}: no readable images in split {split!r}")
+    logits = np.array([p.logits for p in rows], dtype=np.float64).reshape(len(samples), -1)
     probs = predictor.probabilities(logits)
     labels = np.array([s.label for s in samples])
     groups = [s.group for s in samples]
@@ -107,6 +163,7 @@ def evaluate_model(
     if class_map is not None:
         report["class_map"] = dict(class_map)
         report["left_out"] = left_out(data, split, class_map)
+    report.update(safety_report(predictor, rows, probs, labels, groups, resamples, seed))
     report["split"] = split
     report["data"] = str(data)
     report["temperature"] = predictor.config.temperature

@@ -83,16 +83,22 @@ def summarised_masks(
     return result
 
 
-def normalise_map(values: np.ndarray) -> np.ndarray:
-    """Stretch a map to [0, 1] for display (a mask's range is often narrow)."""
-    low, high = float(values.min()), float(values.max())
-    return (values - low) / (high - low) if high > low else np.zeros_like(values)
+def display_map(values: np.ndarray) -> np.ndarray:
+    """A map on its fixed scale for display: masks and Grad-CAM (already divided by its peak)
+    both live in [0, 1] and are drawn there, never stretched, so a near-flat mask looks flat."""
+    return np.clip(values, 0.0, 1.0)
+
+
+def contrast(values: np.ndarray) -> float:
+    """A map's contrast: its range (max - min) on its own scale, stated beside every picture."""
+    return float(values.max() - values.min())
 
 
 def attention_overlays(
     model_path: str | Path, paths: Sequence[str | Path], display_size: tuple[int, int] = (256, 248)
 ) -> tuple[list[np.ndarray], list[list[np.ndarray | None]], list[str]]:
-    """For each scan: the scan, then each module's normalised mask; with captions.
+    """For each scan: the scan, then each module's mask on its fixed 0-1 scale; with captions
+    that state each mask's range and contrast.
 
     Returns flat lists of images and captions laid out row by row (scan, mask, mask, ...)
     and the overlays per row (``None`` for the plain scan).
@@ -110,7 +116,9 @@ def attention_overlays(
         captions.append(f"{Path(path).name}\npredicted {prediction.label}")
         for name, values in maps.items():
             images.append(gray)
-            row.append(normalise_map(values))
-            captions.append(f"mask {name} (range {values.min():.2f}-{values.max():.2f})")
+            row.append(display_map(values))
+            captions.append(
+                f"mask {name}: {values.min():.3f}-{values.max():.3f}\ncontrast {contrast(values):.3f}, scale 0-1"
+            )
         overlays.append(row)
     return images, overlays, captions

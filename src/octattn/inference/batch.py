@@ -49,6 +49,7 @@ class PredictionRun:
     predictions: list[ScanPrediction] = field(default_factory=list)
     volumes: list[VolumeResult] = field(default_factory=list)
     not_predicted: list[NotPredicted] = field(default_factory=list)
+    has_detector: bool = True
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document of ``--out FILE.json``."""
@@ -63,12 +64,18 @@ class PredictionRun:
         names = self.class_names
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["source", "class", "referral", *[f"p_{n}" for n in names], "not_predicted_reason"])
+        ood_columns = ["ood", "ood_score", "ood_reason"]
+        writer.writerow(
+            ["source", "class", "referral", *[f"p_{n}" for n in names], *ood_columns, "not_predicted_reason"]
+        )
         scans = [*self.predictions, *(b for v in self.volumes for b in v.bscans)]
         for row in scans:
-            writer.writerow([row.source, row.label, row.referral, *[f"{row.probabilities[n]:.6f}" for n in names], ""])
+            flag = "" if row.ood is None else str(row.ood).lower()
+            score = "" if row.ood_score is None else f"{row.ood_score:.4f}"
+            probs = [f"{row.probabilities[n]:.6f}" for n in names]
+            writer.writerow([row.source, row.label, row.referral, *probs, flag, score, row.ood_reason, ""])
         for failure in self.not_predicted:
-            writer.writerow([failure.source, "", "", *[""] * len(names), failure.reason])
+            writer.writerow([failure.source, "", "", *[""] * len(names), "", "", "", failure.reason])
         return buffer.getvalue()
 
     def write(self, out: str | Path) -> Path:
@@ -83,10 +90,12 @@ class PredictionRun:
         names = self.class_names
         lines = []
         if self.predictions:
-            lines.append(f"{'scan':<48}{'class':<8}{'referral':<13}" + "".join(f"{n:>8}" for n in names))
+            lines.append(f"{'scan':<48}{'class':<14}{'referral':<14}" + "".join(f"{n:>8}" for n in names))
             for p in self.predictions:
                 probs = "".join(f"{100 * p.probabilities[n]:>7.1f}%" for n in names)
-                lines.append(f"{p.source[-47:]:<48}{p.label:<8}{p.referral:<13}{probs}")
+                lines.append(f"{p.source[-47:]:<48}{p.label[:13]:<14}{p.referral[:13]:<14}{probs}")
+                if p.ood:
+                    lines.append(f"  ^ UNLIKE THE TRAINING DATA: {p.ood_reason}")
         for v in self.volumes:
             lines.append(
                 f"volume {v.source}: {v.label} ({v.referral}), {len(v.bscans)} B-scan(s), "
@@ -97,6 +106,9 @@ class PredictionRun:
     def summary(self) -> str:
         """``3 scan(s) and 1 volume(s) predicted; 2 file(s) not predicted (1 not an image, 1 unreadable)``."""
         text = f"{len(self.predictions)} scan(s) and {len(self.volumes)} volume(s) predicted"
+        flagged = sum(bool(p.ood) for p in self.predictions) + sum(bool(v.ood) for v in self.volumes)
+        if flagged:
+            text += f"; {flagged} flagged as unlike the training data (no class call)"
         if self.not_predicted:
             kinds = Counter(f.kind for f in self.not_predicted)
             detail = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
@@ -110,7 +122,7 @@ def predict_paths(predictor: Predictor, paths: Sequence[Path], batch_size: int =
     Nothing is dropped: a file that is neither a readable image nor a readable volume is
     listed in :attr:`PredictionRun.not_predicted` with the reason.
     """
-    run = PredictionRun(class_names=list(predictor.class_names))
+    run = PredictionRun(class_names=list(predictor.class_names), has_detector=predictor.ood is not None)
     volumes = [p for p in paths if is_volume_file(p)]
     volume_set = set(volumes)
     images = [p for p in paths if p not in volume_set]

@@ -51,6 +51,10 @@ class BundleConfig:
     temperature: float = 1.0
     provenance: dict[str, Any] = field(default_factory=dict)
     referral: dict[str, str | None] = field(default_factory=dict)
+    decision: dict[str, Any] = field(default_factory=dict)
+    """Operating points chosen on validation: ``abstain_threshold`` (confidence below which the
+    referral is "uncertain: refer to a human"), ``urgent_threshold`` (summed urgent probability
+    at which the referral is urgent), with the targets they were chosen for."""
 
     def __post_init__(self) -> None:
         # Each class's tier (None: no tier); OCT2017's tiers where the bundle names none.
@@ -74,6 +78,7 @@ class BundleConfig:
                 "preprocess": self.preprocess.to_dict(),
                 "calibration": {"temperature": self.temperature},
                 "referral": dict(self.referral),
+                "decision": dict(self.decision),
                 "provenance": self.provenance,
             },
         }
@@ -110,6 +115,7 @@ class BundleConfig:
                 temperature=float(ours.get("calibration", {}).get("temperature", 1.0)),
                 provenance=dict(ours.get("provenance", {})),
                 referral=_stored_referral(ours),
+                decision=dict(ours.get("decision", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise OctattnError(f"{origin}: incomplete bundle config ({exc})") from exc
@@ -206,6 +212,7 @@ def save_bundle(out_dir: str | Path, model: nn.Module, config: BundleConfig) -> 
     atomic_save(out / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
     atomic_write_text(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=1))
     (out / LEGACY_WEIGHTS_FILE).unlink(missing_ok=True)  # a version-1 file would shadow nothing, but confuse
+    (out / "ood.safetensors").unlink(missing_ok=True)  # fitted on other weights: refitted when training ends
     return out
 
 

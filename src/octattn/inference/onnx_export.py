@@ -19,6 +19,7 @@ import torch
 
 from octattn.errors import OctattnError
 from octattn.inference.bundle import load_bundle, read_bundle_config
+from octattn.inference.ood import LogitsAndFeatures
 from octattn.inference.predictor import Predictor
 from octattn.io import atomic_path
 
@@ -132,11 +133,11 @@ def _export_fp32(model_path: str | Path, out_path: str | Path, opset: int) -> Pa
     batch = torch.export.Dim("batch", min=1, max=4096)
     with atomic_path(out) as tmp:
         torch.onnx.export(
-            model,
+            LogitsAndFeatures(model).eval(),  # the detector's features ride along: ood works in onnxruntime too
             (example,),
             str(tmp.with_suffix(".onnx")),
             input_names=["scan"],
-            output_names=["logits"],
+            output_names=["logits", "features"],
             dynamic_shapes={"x": {0: batch}},
             opset_version=opset,
             dynamo=True,
@@ -150,10 +151,14 @@ def _export_fp32(model_path: str | Path, out_path: str | Path, opset: int) -> Pa
 class OnnxPredictor(Predictor):
     """A :class:`Predictor` whose forward pass runs in onnxruntime (no PyTorch model)."""
 
-    def __init__(self, model_path: str | Path, onnx_path: str | Path, tta: bool = False) -> None:
+    def __init__(
+        self, model_path: str | Path, onnx_path: str | Path, tta: bool = False, allow_ood: bool = False
+    ) -> None:
         # Only the bundle's JSON is read: pre-processing, class names, temperature. The
         # graph's own types decide its precision (fp32, or int8 from `export --quantize`).
-        self._setup(read_bundle_config(model_path), torch.device("cpu"), tta)
+        self._setup(
+            read_bundle_config(model_path), torch.device("cpu"), tta, model_path=model_path, allow_ood=allow_ood
+        )
         try:
             import onnxruntime
         except ImportError as exc:  # an optional dependency
@@ -161,11 +166,19 @@ class OnnxPredictor(Predictor):
         if not Path(onnx_path).is_file():
             raise OctattnError(f"{onnx_path}: no ONNX file (make one with `octattn export MODEL --format onnx OUT`)")
         self.session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        if "features" not in {o.name for o in self.session.get_outputs()}:
+            self.ood = None  # exported before the features output: no detector in this backend
 
     def forward(self, batch: torch.Tensor) -> np.ndarray:
         """One pass in onnxruntime: logits ``(N, K)`` (TTA is handled by the base class)."""
         inputs = {"scan": np.ascontiguousarray(batch.numpy(), dtype=np.float32)}
         return np.asarray(self.session.run(["logits"], inputs)[0])
+
+    def forward_features(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and the pooled stage features, from the graph's two outputs."""
+        inputs = {"scan": np.ascontiguousarray(batch.numpy(), dtype=np.float32)}
+        logits, features = self.session.run(["logits", "features"], inputs)
+        return np.asarray(logits), np.asarray(features)
 
 
 def make_predictor(
@@ -174,6 +187,7 @@ def make_predictor(
     onnx_path: str | Path | None = None,
     precision: str = "auto",
     tta: bool = False,
+    allow_ood: bool = False,
 ) -> Predictor:
     """The predictor a command asked for: PyTorch at a precision, or an ONNX file in onnxruntime.
 
@@ -185,7 +199,7 @@ def make_predictor(
             raise OctattnError("--backend onnxruntime needs --onnx FILE.onnx")
         if precision == "bf16":
             raise OctattnError("bf16 runs in the torch backend; for onnxruntime export with --quantize int8")
-        return OnnxPredictor(model_path, onnx_path, tta=tta)
+        return OnnxPredictor(model_path, onnx_path, tta=tta, allow_ood=allow_ood)
     if backend != "torch":
         raise OctattnError(f"unknown backend {backend!r}; expected torch or onnxruntime")
-    return Predictor(model_path, tta=tta, precision=precision)
+    return Predictor(model_path, tta=tta, precision=precision, allow_ood=allow_ood)

@@ -4,29 +4,25 @@ Readers: multi-frame DICOM (pydicom: OCT "Ophthalmic Tomography" objects and any
 multi-frame image) and Heidelberg Spectralis ``.vol`` / ``.e2e`` (eyepy). The vendor
 formats are parsed by the library; its errors are turned into one line naming the file.
 
-The volume-level rule: the most urgent class found in any B-scan whose calibrated
-probability for it is at least :data:`CALL_THRESHOLD` (urgency: CNV and DME, then
-DRUSEN, then NORMAL; between the two urgent classes, the one found in more B-scans).
-Why not a majority vote: a macular cube of 49-97 B-scans shows a lesion in only a few of
-them, and those few decide the referral; a vote would call most CNV eyes normal. The
-share of abnormal B-scans is reported beside the call, as the extent of disease.
+The volume's call is :mod:`octattn.inference.volume_call`'s (a count of B-scans calibrated
+so that the false rate does not grow with the number of B-scans). Why not a majority vote: a
+macular cube of 49-97 B-scans shows a lesion in only a few of them, and those few decide
+the referral; a vote would call most CNV eyes normal. The share of abnormal B-scans is
+reported beside the call, as the extent of disease.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from octattn.classes import REFERRAL_TIER, TIERS
 from octattn.errors import BadImageError, OctattnError
-from octattn.inference.predictor import NO_TIER, Predictor, ScanPrediction
+from octattn.inference.predictor import NO_TIER, NOT_ASSESSED, Predictor, ScanPrediction
+from octattn.inference.volume_call import CALL_THRESHOLD, VolumeRule, normal_class, volume_call
 
-CALL_THRESHOLD = 0.5
 VOLUME_SUFFIXES = frozenset({".dcm", ".dicom", ".vol", ".e2e"})
 
 
@@ -178,6 +174,8 @@ class VolumeResult:
     referral: str
     abnormal_share: float
     evidence: list[int]
+    rule: str = ""
+    ood: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
@@ -187,36 +185,10 @@ class VolumeResult:
             "referral": self.referral,
             "abnormal_share": self.abnormal_share,
             "evidence_bscans": self.evidence,
-            "rule": f"most urgent class with probability >= {CALL_THRESHOLD} in any B-scan",
+            "rule": self.rule,
+            "ood": self.ood,
             "bscans": [p.to_dict() for p in self.bscans],
         }
-
-
-def urgency_order(tiers: Mapping[str, str | None]) -> list[str]:
-    """Classes from the most to the least urgent tier (classes without a tier last), each tier in
-    class order: OCT2017 gives CNV, DME, DRUSEN, NORMAL."""
-    rank = {tier: i for i, tier in enumerate(TIERS)}
-    return sorted(tiers, key=lambda c: rank.get(tiers[c] or "", len(TIERS)))
-
-
-def normal_class(tiers: Mapping[str, str | None]) -> str:
-    """The class a volume gets when no B-scan shows anything: the least urgent one."""
-    order = urgency_order(tiers)
-    tiered = [c for c in order if tiers[c]]
-    return tiered[-1] if tiered else order[-1]
-
-
-def volume_call(bscans: list[ScanPrediction], tiers: Mapping[str, str | None] = REFERRAL_TIER) -> tuple[str, list[int]]:
-    """The module docstring's rule: (class, indices of the B-scans that support it)."""
-    order = urgency_order(tiers)
-    confident = [(i, p.label) for i, p in enumerate(bscans) if p.probabilities[p.label] >= CALL_THRESHOLD]
-    counts = Counter(label for _, label in confident)
-    urgent = [c for c in order if tiers[c] == "urgent" and counts[c]]
-    if urgent:
-        label = max(urgent, key=lambda c: (counts[c], -order.index(c)))
-    else:
-        label = next((c for c in order if counts[c]), normal_class(tiers))
-    return label, [i for i, c in confident if c == label]
 
 
 def predict_volume(predictor: Predictor, path: str | Path, batch_size: int = 16) -> VolumeResult:
@@ -228,6 +200,14 @@ def predict_volume(predictor: Predictor, path: str | Path, batch_size: int = 16)
         sources = [f"{path}#{start + k}" for k in range(len(chunk))]
         bscans.extend(predictor.predict_arrays(list(chunk), sources))
     tiers = predictor.config.referral
-    label, evidence = volume_call(bscans, tiers)
-    abnormal = sum(p.label != normal_class(tiers) for p in bscans) / len(bscans)
-    return VolumeResult(str(path), bscans, label, tiers.get(label) or NO_TIER, abnormal, evidence)
+    rule = VolumeRule.from_dict(predictor.config.decision.get("volume"))
+    flagged = [p.ood for p in bscans]
+    ood = None if all(f is None for f in flagged) else sum(bool(f) for f in flagged) > len(bscans) / 2
+    if ood and not predictor.allow_ood:
+        reason = "most of its B-scans are unlike the training data"
+        return VolumeResult(str(path), bscans, NOT_ASSESSED, f"not assessed: {reason}", 0.0, [], rule.describe(), ood)
+    label, evidence = volume_call(bscans, tiers, rule)
+    normal = normal_class(tiers)
+    abnormal = sum(p.probabilities[normal] < CALL_THRESHOLD for p in bscans if not p.ood) / len(bscans)
+    referral = tiers.get(label) or NO_TIER
+    return VolumeResult(str(path), bscans, label, referral, abnormal, evidence, rule.describe(), ood)

@@ -47,10 +47,11 @@ from starlette.formparsers import MultiPartParser
 
 from octattn.data.decode import decode_bytes
 from octattn.errors import BadImageError, OctattnError
-from octattn.explain.attention import mask_maps, normalise_map
+from octattn.explain.attention import display_map, mask_maps
 from octattn.explain.gradcam import grad_cam
 from octattn.explain.render import overlay, png_bytes, resize_map
 from octattn.inference.bundle import HUB_PREFIX, resolve_bundle_dir, weights_file
+from octattn.inference.checks import cheap_finding
 from octattn.inference.onnx_export import make_predictor
 from octattn.inference.predictor import Predictor
 
@@ -120,6 +121,7 @@ def create_app(
     precision: str = "fp32",
     backend: str = "torch",
     onnx_path: str | Path | None = None,
+    allow_ood: bool = False,
 ) -> FastAPI:
     """Build the service for one bundle (loaded once, at start-up).
 
@@ -132,7 +134,7 @@ def create_app(
             explanations always run in PyTorch (they need the network's inner tensors),
             loaded on the first ``/v1/explain``.
     """
-    predictor = make_predictor(model_path, backend, onnx_path, precision)
+    predictor = make_predictor(model_path, backend, onnx_path, precision, allow_ood=allow_ood)
     explainer: list[Predictor] = [predictor] if backend == "torch" else []
     identity = model_id(model_path)
     lock = threading.Lock()
@@ -184,13 +186,13 @@ def create_app(
         hint = " (send the scan as multipart form field 'file')" if "file" in problems else ""
         return JSONResponse({"error": problems + hint}, status_code=422)
 
-    def read_upload(upload: UploadFile) -> tuple[np.ndarray, str]:
+    def read_upload(upload: UploadFile) -> tuple[np.ndarray, str, bytes]:
         name = upload.filename or "upload"
         data = upload.file.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise ServiceError(413, f"{name}: larger than the {max_upload_bytes:,}-byte limit")
         try:
-            return decode_bytes(data, name, max_pixels=max_pixels), name
+            return decode_bytes(data, name, max_pixels=max_pixels), name, data
         except BadImageError as exc:
             status = 413 if "too large" in exc.reason else 415 if "not an image" in exc.reason else 400
             raise ServiceError(status, str(exc)) from None
@@ -211,14 +213,16 @@ def create_app(
             "class_names": predictor.class_names,
             "input_size": [height, width],
             "engine": app.state.engine,
+            "ood_detector": predictor.ood is not None,
             "auth": token is not None,
         }
 
     @app.post("/v1/predict")
     def predict(file: UploadFile = File(...)) -> dict[str, Any]:  # noqa: B008 (FastAPI's idiom)
-        gray, name = read_upload(file)
+        gray, name, data = read_upload(file)
+        finding = cheap_finding(gray, data)  # in memory: the upload is never written to disk
         with lock:
-            prediction = predictor.predict_arrays([gray], [name])[0]
+            prediction = predictor.predict_arrays([gray], [name], [finding])[0]
         return {**prediction.to_dict(), "model": identity}
 
     @app.post("/v1/explain")
@@ -226,7 +230,7 @@ def create_app(
         file: UploadFile = File(...),  # noqa: B008
         map: str = Query("attention", pattern="^(attention|gradcam)$"),
     ) -> Response:
-        gray, _ = read_upload(file)
+        gray, _, _ = read_upload(file)
         gray = resize_map(gray.astype(np.float32), EXPLAIN_SHAPE).clip(0, 255).astype(np.uint8)
         with lock:
             if not explainer:
@@ -234,7 +238,7 @@ def create_app(
             torch_model = explainer[0]
             masks = mask_maps(torch_model, gray) if map == "attention" else {}
             if masks:  # the first module's mask: the finest (35x35 at 299 px)
-                heat = normalise_map(masks[min(masks, key=lambda k: int(k.split("_")[1]))])
+                heat = display_map(masks[min(masks, key=lambda k: int(k.split("_")[1]))])
             else:
                 with torch_model.autocast():
                     cam, _ = grad_cam(torch_model.model, torch_model.prepare(gray))

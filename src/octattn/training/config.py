@@ -94,8 +94,19 @@ class TrainConfig:
     bn: str = setting("train", "BatchNorm: train | frozen (every BatchNorm in eval mode)")
     bn_recalibrate: int = setting(0, "images to re-estimate BatchNorm statistics on before validation (0 = off)")
     threads: int = setting(0, "CPU threads (0 = torch's default)")
+    # safety: fitted on the run's own images when training ends (octattn fit-ood refits a bundle)
+    ood_detector: bool = setting(True, "fit the out-of-distribution detector when training ends")
+    ood_fit_images: int = setting(2000, "training images the detector is fitted on (a seeded sample of them)")
+    abstain_target_accuracy: float | None = setting(
+        0.99, "refer scans below the confidence at which validation is this accurate; null = never"
+    )
+    urgent_sensitivity: float | None = setting(
+        0.95, "refer urgently above the urgent probability that catches this share of urgent validation scans"
+    )
+    volume_false_urgent: float = setting(0.01, "a volume's false call rate, at any number of B-scans")
     keep_checkpoint: bool = setting(
-        True, "keep RUN/checkpoint.pt (model + optimizer, ~12x the bundle) when the run ends; false: the bundle only"
+        True,
+        "keep RUN/checkpoint.pt (model + optimizer, about 3x the bundle) when the run ends; false: the bundle only",
     )
 
     def validate(self) -> TrainConfig:

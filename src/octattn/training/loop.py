@@ -21,6 +21,7 @@ from octattn.classes import NUM_CLASSES
 from octattn.data.layout import describe_counts
 from octattn.errors import ConfigError, OctattnError
 from octattn.evaluation.metrics import headline_metrics
+from octattn.inference.safety import SafetySettings, fit_safety
 from octattn.models import create_model, param_groups
 from octattn.models.health import (
     ChannelProfile,
@@ -41,7 +42,7 @@ from octattn.training.distributed import (
     init_distributed,
     shutdown,
 )
-from octattn.training.run_data import build_run_data, epoch_loader
+from octattn.training.run_data import RunData, build_run_data, epoch_loader
 from octattn.training.run_folder import open_tensorboard, prepare_run_dir, save_best_bundle, write_logs
 from octattn.training.steps import (
     lr_factor,
@@ -89,6 +90,27 @@ def build_model(
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(info.device).to(memory_format=memory_format)
     return model, groups
+
+
+def fit_run_safety(run_dir: Path, config: TrainConfig, data: RunData, say: Callable[[str], None]) -> None:
+    """The bundle's detector and operating points, fitted on this run's images."""
+    if not data.val:
+        say("no validation images: no out-of-distribution detector or operating points fitted")
+        return
+    settings = SafetySettings(
+        ood_fit_images=config.ood_fit_images,
+        abstain_target_accuracy=config.abstain_target_accuracy,
+        urgent_sensitivity=config.urgent_sensitivity,
+        volume_false_urgent=config.volume_false_urgent,
+    )
+    fitted = fit_safety(run_dir / "model", data.train, data.val, settings, config.seed)
+    kept = 100 * fitted["validation_kept"]
+    line = f"out-of-distribution detector: threshold {fitted['threshold']:.2f} keeps {kept:.0f}% of validation"
+    if "abstain_threshold" in fitted:
+        line += f"; refer below confidence {fitted['abstain_threshold']:.3f}"
+    if "urgent_threshold" in fitted:
+        line += f"; urgent at urgent probability {fitted['urgent_threshold']:.3f}"
+    say(line + " (chosen on validation)")
 
 
 def better_epoch(row: dict[str, Any], best: dict[str, Any]) -> bool:
@@ -278,6 +300,8 @@ def _train(
         barrier(info)
     if writer is not None:
         writer.close()
+    if info.is_main and config.ood_detector and best["epoch"] > 0:
+        fit_run_safety(run_dir, config, data, say)
     if not config.keep_checkpoint and info.is_main:
         # The run is finished and its best epoch is in RUN/model: the optimizer's state is dead weight.
         checkpoint_path.unlink(missing_ok=True)
