@@ -8,13 +8,13 @@ import pytest
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from octattn.classes import REFERRAL_TIER
 from octattn.cli import main
 from octattn.errors import BadImageError, OctattnError
 from octattn.inference.bundle import load_bundle, save_bundle
 from octattn.inference.inputs import expand_inputs
 from octattn.inference.onnx_export import OnnxPredictor, export_onnx
 from octattn.inference.predictor import Predictor, ScanPrediction
-from octattn.classes import REFERRAL_TIER
 from octattn.inference.volume_call import VolumeRule, volume_call
 from octattn.inference.volumes import predict_volume, read_volume
 from tests.data.helpers import write_scan

@@ -303,8 +303,18 @@ def test_page_in_a_real_browser_asks_for_the_token_once(guarded_server, real_dat
         assert page.is_hidden("#login")
         label = page.inner_text("#label")
         rows = page.locator("#probs tbody tr").count()
+        assert page.is_hidden("#ood")  # a real scan: no warning
         page.screenshot(path=str(shot), full_page=True)
+        white = tmp_path / "white.png"
+        Image.new("L", (512, 496), 255).save(white)
+        page.set_input_files("#file", str(white))
+        page.wait_for_selector("#ood:not([hidden])", timeout=60_000)  # a visible warning, not a footnote
+        warning = page.inner_text("#ood")
+        white_label = page.inner_text("#label")
+        page.screenshot(path=str(shot.with_name("service-page-ood.png")), full_page=True)
         browser.close()
     assert label in {"CNV", "DME", "DRUSEN", "NORMAL"}
     assert rows == 4
     assert shot.stat().st_size > 20_000
+    assert "unlike the scans the model learnt from" in warning and "constant image" in warning
+    assert white_label == "not assessed"

@@ -98,6 +98,45 @@ def reliability(report: dict[str, Any], title: str) -> bytes:
     return _png(figure)
 
 
+def risk_coverage(report: dict[str, Any], title: str) -> bytes:
+    """Error among the accepted scans against the share accepted (most confident first), with
+    the abstention point chosen on validation."""
+    abstention = report["abstention"]
+    curve = abstention["curve"]
+    figure, axis = plt.subplots(figsize=(4.4, 4.0))
+    axis.plot(curve["coverage"], curve["risk"], label=f"test (AURC {curve['aurc']:.3f})")
+    if "coverage" in abstention and abstention.get("target") is not None:
+        axis.axhline(
+            1 - abstention["target"], color="grey", ls=":", label=f"target error {1 - abstention['target']:.2f}"
+        )
+        axis.axvline(abstention["coverage"], color="tab:red", ls="--", label=f"coverage {abstention['coverage']:.2f}")
+    axis.set_xlabel("coverage (share of scans accepted)")
+    axis.set_ylabel("risk (error among the accepted)")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, max(0.05, max(curve["risk"] or [0]) * 1.1))
+    axis.legend(loc="upper left", fontsize=8)
+    axis.set_title(f"{title}: risk-coverage")
+    return _png(figure)
+
+
+def ood_scores(report: dict[str, Any], title: str) -> bytes:
+    """The detector's score on validation and on this split, with the threshold."""
+    ood = report["ood"]
+    figure, axis = plt.subplots(figsize=(5.2, 3.6))
+    finite = [v for v in ood["scores"] if v is not None and np.isfinite(v)]
+    values = [*ood["validation_scores"], *finite, ood["threshold"]]
+    bins = np.histogram_bin_edges(np.log10(np.clip(values, 1e-3, None)), bins=30).tolist()
+    for name, scores in (("validation", ood["validation_scores"]), ("test", finite)):
+        if scores:
+            axis.hist(np.log10(np.clip(scores, 1e-3, None)), bins=bins, alpha=0.55, label=f"{name} ({len(scores)})")
+    axis.axvline(np.log10(ood["threshold"]), color="tab:red", ls="--", label="threshold")
+    axis.set_xlabel("log10 out-of-distribution score (1 = a typical training image)")
+    axis.set_ylabel("scans")
+    axis.legend(fontsize=8)
+    axis.set_title(f"{title}: {ood['flagged']} of {len(ood['scores'])} flagged")
+    return _png(figure)
+
+
 def mask_health(epochs: Sequence[dict[str, str]], title: str) -> bytes | None:
     """Mask mean, contrast and moved share of each attention module over the epochs.
 

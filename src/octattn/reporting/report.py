@@ -283,6 +283,9 @@ def _figures_sections(runs: list[RunSummary]) -> list[Section]:
             (f"{run.name}_reliability", plots.reliability(ev, run.name)),
         ]
         sections.append(Section(f"{run.name}: ROC (Fig. 5), confusion, calibration", figures=figures))
+        safety = _safety_section(run)
+        if safety is not None:
+            sections.append(safety)
         gallery, gallery_note = _gallery(run)
         sections.append(
             Section(
@@ -310,6 +313,55 @@ def _figures_sections(runs: list[RunSummary]) -> list[Section]:
             )
         )
     return sections
+
+
+def _safety_section(run: RunSummary) -> Section | None:
+    """Out-of-distribution scores, risk-coverage with the abstention point, and the urgent
+    operating point, as they fared on the test split."""
+    ev = run.evaluation
+    if not ev or "abstention" not in ev:
+        return None
+    figures = [(f"{run.name}_risk_coverage", plots.risk_coverage(ev, run.name))]
+    rows: list[list[str]] = []
+    abstention = ev["abstention"]
+    rows.append(["area under the risk-coverage curve (test)", f"{abstention['curve']['aurc']:.4f}"])
+    if "coverage" in abstention:
+        ci = abstention.get("accuracy_accepted_ci")
+        interval = f" (95% CI {100 * ci[0]:.1f}-{100 * ci[1]:.1f})" if ci else ""
+        rows.append(
+            [
+                f"abstention for {_pct(abstention.get('target'))} accuracy (threshold {abstention['threshold']:.3f}, "
+                "chosen on validation)",
+                f"coverage {_pct(abstention['coverage'])}; accuracy of the accepted "
+                f"{_pct(abstention['accuracy_accepted'])}{interval}",
+            ]
+        )
+    point = ev.get("urgent_operating_point")
+    if point:
+        rows.append(
+            [
+                f"urgent at summed urgent probability >= {point['threshold']:.3f} (for "
+                f"{_pct(point.get('target_sensitivity'))} sensitivity on validation)",
+                f"sensitivity {_pct(point['sensitivity'])}, specificity {_pct(point['specificity'])} on test; "
+                f"the most likely class alone: {_pct(point['plain_sensitivity'])} / {_pct(point['plain_specificity'])}",
+            ]
+        )
+    ood = ev.get("ood")
+    if ood:
+        figures.append((f"{run.name}_ood", plots.ood_scores(ev, run.name)))
+        rows.append(
+            [
+                f"flagged as unlike the training data (threshold {ood['threshold']:.2f})",
+                f"{ood['flagged']} of {len(ood['scores'])} test scans ({ood['by_cheap_checks']} by the cheap checks)",
+            ]
+        )
+    text = (
+        "The limits the bundle knows of itself, chosen on validation and measured on the test split: confidence "
+        "below the abstention threshold is referred to a human; the urgent operating point trades specificity for "
+        "sensitivity; the out-of-distribution score (1 = a typical training image) flags scans unlike the training "
+        "data, which get no class call."
+    )
+    return Section(f"{run.name}: safety at the door", text, tables=[(["", "test split"], rows)], figures=figures)
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
