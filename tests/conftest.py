@@ -68,3 +68,11 @@ def demo_result(tmp_path_factory) -> DemoResult:
 def demo_dir(demo_result: DemoResult) -> Path:
     """The tiny demo's folder."""
     return demo_result.out_dir
+
+
+@pytest.fixture(scope="session")
+def bundle_onnx(bundle: Path, tmp_path_factory) -> Path:
+    """The test bundle exported to ONNX once for the suite (exporting takes seconds)."""
+    from octattn.inference.onnx_export import export_onnx
+
+    return export_onnx(bundle, tmp_path_factory.mktemp("onnx") / "bundle.onnx")

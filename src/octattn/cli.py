@@ -299,7 +299,19 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     demo.set_defaults(handler=_cmd_demo)
 
 
-BENCHMARKS = ("loader", "models", "inference", "memory", "serve_load", "gpu", "attention_study", "demo")
+BENCHMARKS = (
+    "loader",
+    "models",
+    "inference",
+    "memory",
+    "serve_load",
+    "gpu",
+    "attention_study",
+    "demo",
+    "ood",
+    "archive",
+    "real_scans",
+)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -29,7 +29,33 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _cmd_predict_ray(args: argparse.Namespace) -> int:
+    from octattn.errors import OctattnError
+    from octattn.inference.archive import predict_archive
+
+    if not args.out:
+        raise OctattnError("--engine ray needs --out FOLDER (Parquet shards are written there)")
+    summary = predict_archive(
+        args.model,
+        args.paths,
+        args.out,
+        address=args.address,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        batch_size=args.batch,
+        backend=args.backend,
+        onnx=args.onnx,
+        precision=args.precision,
+        allow_ood=args.allow_ood,
+        csv=args.csv,
+        files_per_task=args.files_per_task,
+    )
+    return 1 if summary.failures else 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        return _cmd_predict_ray(args)
     from octattn.inference.batch import predict_paths
     from octattn.inference.inputs import expand_inputs
     from octattn.inference.onnx_export import make_predictor
@@ -144,11 +170,23 @@ def add_inference_commands(sub: argparse._SubParsersAction) -> None:
     predict = sub.add_parser("predict", help="classify scans (files, folders, globs, DICOM/.vol/.e2e volumes)")
     predict.add_argument("model", help="a model bundle, a run folder, local-dir:FOLDER or hf-hub:ORG/NAME")
     predict.add_argument("paths", nargs="+", help="image files, folders, glob patterns or volume files")
-    predict.add_argument("--out", help="write the predictions to FILE.csv or FILE.json")
+    predict.add_argument(
+        "--out", help="write the predictions to FILE.csv or FILE.json (with --engine ray: a folder of Parquet shards)"
+    )
     predict.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
     predict.add_argument("--tta", action="store_true", help="average with the horizontally flipped scan")
     add_engine_options(predict)
     predict.add_argument("--verbose", action="store_true", help="also show the volume readers' own log lines")
+    predict.add_argument(
+        "--engine", choices=["local", "ray"], default="local", help="local (one process) or ray (an archive, on Ray)"
+    )
+    predict.add_argument("--address", help="with --engine ray: the Ray cluster to join (default: start one here)")
+    predict.add_argument("--workers", type=int, default=2, help="with --engine ray: model actors (default 2)")
+    predict.add_argument("--gpus-per-worker", type=float, default=0.0, help="with --engine ray: GPUs per actor")
+    predict.add_argument("--csv", action="store_true", help="with --engine ray: also write OUT/predictions.csv")
+    predict.add_argument(
+        "--files-per-task", type=int, default=64, help="with --engine ray: input files per task and shard (default 64)"
+    )
     predict.set_defaults(handler=_cmd_predict)
 
     explain = sub.add_parser("explain", help="attention masks and Grad-CAM over scans, as PNG overlays")

@@ -154,7 +154,7 @@ def test_a_bundle_without_a_detector_says_so(bundle, real_data, capsys):
     assert Predictor(bundle).predict_files([scan]).predictions[0].ood is None
 
 
-def test_service_and_onnx_carry_the_flag(guarded, tmp_path):
+def test_service_and_onnx_carry_the_flag(guarded, bundle_onnx, tmp_path):
     model, _ = guarded
     client = TestClient(create_app(model))
     assert client.get("/v1/model").json()["ood_detector"] is True
@@ -163,9 +163,9 @@ def test_service_and_onnx_carry_the_flag(guarded, tmp_path):
     body = client.post("/v1/predict", files={"file": ("w.png", buffer.read_bytes(), "image/png")}).json()
     assert body["ood"] is True and body["class"] == NOT_ASSESSED and "constant image" in body["ood_reason"]
 
-    from octattn.inference.onnx_export import OnnxPredictor, export_onnx
+    from octattn.inference.onnx_export import OnnxPredictor
 
-    onnx = OnnxPredictor(model, export_onnx(model, tmp_path / "m.onnx"))
+    onnx = OnnxPredictor(model, bundle_onnx)  # the copy's weights are the bundle's: the same graph
     image = _text_image()
     torch_score = Predictor(model).predict_arrays([image], ["t"])[0].ood_score
     onnx_score = onnx.predict_arrays([image], ["t"])[0].ood_score

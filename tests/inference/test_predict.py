@@ -13,7 +13,7 @@ from octattn.cli import main
 from octattn.errors import BadImageError, OctattnError
 from octattn.inference.bundle import load_bundle, save_bundle
 from octattn.inference.inputs import expand_inputs
-from octattn.inference.onnx_export import OnnxPredictor, export_onnx
+from octattn.inference.onnx_export import OnnxPredictor
 from octattn.inference.predictor import Predictor, ScanPrediction
 from octattn.inference.volume_call import VolumeRule, volume_call
 from octattn.inference.volumes import predict_volume, read_volume
@@ -104,9 +104,9 @@ def test_temperature_changes_confidence_not_class(bundle):
     assert soft.probabilities["CNV"] < sharp.probabilities["CNV"]
 
 
-def test_onnx_matches_pytorch_on_real_scans(bundle, real_data, tmp_path):
+def test_onnx_matches_pytorch_on_real_scans(bundle, bundle_onnx, real_data):
     """Measured: 4e-9 for this bundle, 2.6e-6 for the demo model on all 36 test scans (limit 1e-4)."""
-    onnx_path = export_onnx(bundle, tmp_path / "m.onnx")
+    onnx_path = bundle_onnx
     paths = sorted((real_data / "test").rglob("*.jpeg"))[:12]
     torch_result = Predictor(bundle).predict_files(paths, batch_size=5)
     onnx_result = OnnxPredictor(bundle, onnx_path).predict_files(paths, batch_size=7)  # dynamic batch

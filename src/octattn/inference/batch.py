@@ -59,24 +59,64 @@ class PredictionRun:
             "not_predicted": [{"source": f.source, "reason": f.reason} for f in self.not_predicted],
         }
 
-    def to_csv(self) -> str:
-        """One row per scan and per B-scan of a volume, then one per file not predicted."""
+    def columns(self) -> list[str]:
+        """The columns of ``predict``'s table (CSV here, Parquet from the Ray engine)."""
+        probabilities = [f"p_{n}" for n in self.class_names]
+        return ["source", "class", "referral", *probabilities, "ood", "ood_score", "ood_reason", "not_predicted_reason"]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per scan; per volume, one per B-scan (``FILE#k``) then the volume's call
+        (``FILE``, without probabilities); then one per file not predicted. Values are typed:
+        probabilities and scores as floats, the flag as a bool (None without a detector)."""
         names = self.class_names
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        ood_columns = ["ood", "ood_score", "ood_reason"]
-        writer.writerow(
-            ["source", "class", "referral", *[f"p_{n}" for n in names], *ood_columns, "not_predicted_reason"]
-        )
-        scans = [*self.predictions, *(b for v in self.volumes for b in v.bscans)]
-        for row in scans:
-            flag = "" if row.ood is None else str(row.ood).lower()
-            score = "" if row.ood_score is None else f"{row.ood_score:.4f}"
-            probs = [f"{row.probabilities[n]:.6f}" for n in names]
-            writer.writerow([row.source, row.label, row.referral, *probs, flag, score, row.ood_reason, ""])
+        empty = dict.fromkeys(f"p_{n}" for n in names)
+
+        def scan(p: ScanPrediction) -> dict[str, Any]:
+            probs = {f"p_{n}": float(p.probabilities[n]) for n in names}
+            return {
+                "source": p.source,
+                "class": p.label,
+                "referral": p.referral,
+                **probs,
+                "ood": p.ood,
+                "ood_score": p.ood_score,
+                "ood_reason": p.ood_reason,
+                "not_predicted_reason": "",
+            }
+
+        rows = [scan(p) for p in self.predictions]
+        for v in self.volumes:
+            rows += [scan(b) for b in v.bscans]
+            rows.append(
+                {
+                    "source": v.source,
+                    "class": v.label,
+                    "referral": v.referral,
+                    **empty,
+                    "ood": v.ood,
+                    "ood_score": None,
+                    "ood_reason": "",
+                    "not_predicted_reason": "",
+                }
+            )
         for failure in self.not_predicted:
-            writer.writerow([failure.source, "", "", *[""] * len(names), "", "", "", failure.reason])
-        return buffer.getvalue()
+            rows.append(
+                {
+                    "source": failure.source,
+                    "class": "",
+                    "referral": "",
+                    **empty,
+                    "ood": None,
+                    "ood_score": None,
+                    "ood_reason": "",
+                    "not_predicted_reason": failure.reason,
+                }
+            )
+        return rows
+
+    def to_csv(self) -> str:
+        """:meth:`rows` as CSV (probabilities to 6 decimals, scores to 4)."""
+        return rows_to_csv(self.columns(), self.rows())
 
     def write(self, out: str | Path) -> Path:
         """Write ``--out``: JSON for a ``.json`` name, CSV otherwise (atomically)."""
@@ -114,6 +154,26 @@ class PredictionRun:
             detail = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
             text += f"; {len(self.not_predicted)} file(s) not predicted ({detail})"
         return text
+
+
+def rows_to_csv(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
+    """Prediction rows as ``predict``'s CSV text."""
+
+    def text(key: str, value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, float):
+            return f"{value:.4f}" if key == "ood_score" else f"{value:.6f}"
+        return str(value)
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([text(key, row.get(key)) for key in columns])
+    return buffer.getvalue()
 
 
 def predict_paths(predictor: Predictor, paths: Sequence[Path], batch_size: int = 16) -> PredictionRun:

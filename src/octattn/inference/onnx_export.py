@@ -152,7 +152,12 @@ class OnnxPredictor(Predictor):
     """A :class:`Predictor` whose forward pass runs in onnxruntime (no PyTorch model)."""
 
     def __init__(
-        self, model_path: str | Path, onnx_path: str | Path, tta: bool = False, allow_ood: bool = False
+        self,
+        model_path: str | Path,
+        onnx_path: str | Path,
+        tta: bool = False,
+        allow_ood: bool = False,
+        threads: int = 0,
     ) -> None:
         # Only the bundle's JSON is read: pre-processing, class names, temperature. The
         # graph's own types decide its precision (fp32, or int8 from `export --quantize`).
@@ -165,7 +170,12 @@ class OnnxPredictor(Predictor):
             raise OctattnError("onnxruntime is not installed: pip install 'octattn[onnx]'") from exc
         if not Path(onnx_path).is_file():
             raise OctattnError(f"{onnx_path}: no ONNX file (make one with `octattn export MODEL --format onnx OUT`)")
-        self.session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        if threads > 0:  # several workers on one machine: each its share of the cores, not all of them
+            options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(
+            str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
         if "features" not in {o.name for o in self.session.get_outputs()}:
             self.ood = None  # exported before the features output: no detector in this backend
 
@@ -188,6 +198,7 @@ def make_predictor(
     precision: str = "auto",
     tta: bool = False,
     allow_ood: bool = False,
+    threads: int = 0,
 ) -> Predictor:
     """The predictor a command asked for: PyTorch at a precision, or an ONNX file in onnxruntime.
 
@@ -199,7 +210,7 @@ def make_predictor(
             raise OctattnError("--backend onnxruntime needs --onnx FILE.onnx")
         if precision == "bf16":
             raise OctattnError("bf16 runs in the torch backend; for onnxruntime export with --quantize int8")
-        return OnnxPredictor(model_path, onnx_path, tta=tta, allow_ood=allow_ood)
+        return OnnxPredictor(model_path, onnx_path, tta=tta, allow_ood=allow_ood, threads=threads)
     if backend != "torch":
         raise OctattnError(f"unknown backend {backend!r}; expected torch or onnxruntime")
     return Predictor(model_path, tta=tta, precision=precision, allow_ood=allow_ood)

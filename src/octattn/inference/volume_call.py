@@ -87,12 +87,14 @@ def fit_volume_rule(
     probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str], alpha: float = DEFAULT_ALPHA
 ) -> VolumeRule:
     """The ``count`` rule with each class's per-B-scan false-positive rate measured on
-    validation: the share of validation scans of other classes called it at >= 0.5, with
-    one false positive added (so that a small validation set never claims a rate of zero)."""
+    validation: the share of validation scans of other classes called it at >= 0.5, estimated
+    as (k + 1/2) / (n + 1) (Jeffreys), so that a small validation set never claims a rate of
+    zero. (Adding a whole false positive, (k + 1) / (n + 2), was measured too cautious: with
+    60 validation scans it asked for 4 of 49 B-scans and missed every 3-B-scan lesion.)"""
     rates = {}
     for i, name in enumerate(class_names):
         others = probs[labels != i, i]
-        rates[name] = float((np.sum(others >= CALL_THRESHOLD) + 1) / (len(others) + 2))
+        rates[name] = float((np.sum(others >= CALL_THRESHOLD) + 0.5) / (len(others) + 1))
     return VolumeRule("count", CALL_THRESHOLD, alpha, rates)
 
 

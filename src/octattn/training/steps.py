@@ -7,6 +7,7 @@ strings them together into a run.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from octattn.errors import OctattnError
 from octattn.models.health import MaskMeter
 from octattn.models.inception import InceptionV4Attention
 from octattn.precision import autocast_for, resolve_precision
+from octattn.progress import bars_shown
 from octattn.training.config import TrainConfig
 from octattn.training.distributed import DistInfo, all_gather_objects, loader_workers
 
@@ -103,7 +105,8 @@ def train_one_epoch(
     losses: list[float] = []
     seen = 0
     start = time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not (progress and info.is_main))
+    shown = progress and info.is_main and bars_shown()  # silent in logs and pipes, like every bar
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", file=sys.stderr, disable=not shown)
     for images, labels, _ in bar:
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         labels = labels.to(device, non_blocking=True)
