@@ -231,7 +231,7 @@ def main() -> int:
             for k in ("target", "threshold", "coverage", "accuracy_accepted", "accuracy_accepted_ci")
         }
         abstention["aurc"] = evaluation.report["abstention"]["curve"]["aurc"]
-        volume = volumes(predictor, 6 if args.quick else 40)
+        volume = volumes(predictor, 6 if args.quick else 20)
         real_model: dict[str, Any] = {}
         if real:
             manifest = real_manifest(Path(tmp) / "real.csv")

@@ -63,7 +63,7 @@ def test_ray_gives_local_predicts_rows(local_ray, bundle, real_data, vendor_data
 
 
 def test_a_killed_job_resumes_without_loss_or_repeat(bundle, real_data, tmp_path):
-    inputs = sorted((real_data / "train").rglob("*.jpeg"))[:60]
+    inputs = sorted((real_data / "train").rglob("*.jpeg"))[:32]
     out = tmp_path / "out"
     command = [sys.executable, "-m", "octattn", "--quiet", "predict", str(bundle), *map(str, inputs)]
     command += ["--engine", "ray", "--workers", "1", "--files-per-task", "4", "--precision", "fp32", "--out", str(out)]

@@ -10,7 +10,7 @@ finished batch as a Parquet shard under OUT, atomically (temporary name, then re
 
 Resumable: a rerun with the same OUT reads the shards already there and skips their inputs,
 so a killed job loses at most the batches in flight and nothing is predicted twice. A worker
-that dies is replaced by Ray and its batch retried (``max_restarts``, ``max_task_retries``).
+that dies is replaced by Ray and its batch retried (Ray Data's defaults for actor pools).
 """
 
 from __future__ import annotations
@@ -203,8 +203,8 @@ def predict_archive(
             concurrency=workers,
             num_cpus=cpus,
             num_gpus=gpus_per_worker,
-            max_restarts=3,
-            max_task_retries=3,
+            # Ray Data's actor pools restart a dead actor and retry its tasks by default
+            # (max_restarts=-1, max_task_retries=-1): nothing to set here.
         )
         for batch in predicted.iter_batches(batch_size=None, batch_format="pyarrow"):
             _write_shard(batch, out_dir, pq)

@@ -29,6 +29,8 @@ from octattn.errors import OctattnError
 from octattn.evaluation.evaluate import EVALUATION_DIR
 from octattn.io import atomic_write_bytes, atomic_write_text
 from octattn.reporting import plots
+from octattn.reporting.safety import safety_section
+from octattn.reporting.section import Section, percent
 from octattn.run_paths import RunPaths
 
 MAX_GALLERY = 8
@@ -80,10 +82,6 @@ def read_run(path: str | Path) -> RunSummary:
     )
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None or np.isnan(value) else f"{100 * value:.1f}%"
-
-
 def _metric_table(runs: list[RunSummary], metric: str) -> tuple[list[str], list[list[str]]]:
     header = ["Run", "Model", "Mean (95% CI)"]
     rows = []
@@ -92,25 +90,15 @@ def _metric_table(runs: list[RunSummary], metric: str) -> tuple[list[str], list[
             continue
         names = run.evaluation["class_names"]
         ci = run.evaluation.get("ci", {}).get(metric)
-        mean = _pct(run.evaluation[metric])
+        mean = percent(run.evaluation[metric])
         if ci:
             mean += f" ({100 * ci['low']:.1f}-{100 * ci['high']:.1f})"
         rows.append(
             [run.name, str(run.config.get("model", "?")), mean]
-            + [_pct(run.evaluation["per_class"][c][metric]) for c in names]
+            + [percent(run.evaluation["per_class"][c][metric]) for c in names]
         )
         header = ["Run", "Model", "Mean (95% CI)", *names]
     return header, rows
-
-
-@dataclass
-class Section:
-    """One part of the report: a title, prose, tables and figures."""
-
-    title: str
-    text: str = ""
-    tables: list[tuple[list[str], list[list[str]]]] = field(default_factory=list)
-    figures: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 def _tables_section(runs: list[RunSummary]) -> list[Section]:
@@ -164,12 +152,12 @@ def _summary_section(runs: list[RunSummary]) -> Section:
                     "",
                     "",
                     "",
-                    _pct(run.first_epoch_accuracy),
+                    percent(run.first_epoch_accuracy),
                 ]
             )
             continue
         ci = ev.get("ci", {}).get("accuracy")
-        accuracy = _pct(ev["accuracy"]) + (f" ({100 * ci['low']:.1f}-{100 * ci['high']:.1f})" if ci else "")
+        accuracy = percent(ev["accuracy"]) + (f" ({100 * ci['low']:.1f}-{100 * ci['high']:.1f})" if ci else "")
         referral = ev.get("referral") or {"sensitivity": float("nan"), "specificity": float("nan")}
         rows.append(
             [
@@ -177,11 +165,11 @@ def _summary_section(runs: list[RunSummary]) -> Section:
                 str(run.config.get("model")),
                 str(run.config.get("policy")),
                 accuracy,
-                _pct(ev["f1"]),
+                percent(ev["f1"]),
                 f"{ev['auc_macro']:.3f}",
-                f"{_pct(referral['sensitivity'])} / {_pct(referral['specificity'])}",
+                f"{percent(referral['sensitivity'])} / {percent(referral['specificity'])}",
                 f"{ev['ece']:.3f}",
-                _pct(run.first_epoch_accuracy),
+                percent(run.first_epoch_accuracy),
             ]
         )
     text = (
@@ -257,7 +245,7 @@ def _health_table(run: RunSummary) -> tuple[list[str], list[list[str]]]:
             f"{float(last[f'mask_{m}_mean']):.3f}",
             f"{float(last[f'mask_{m}_contrast']):.3f}",
             f"{float(last[f'mask_{m}_channel_contrast']):.3f}",
-            _pct(float(last[f"mask_{m}_moved"])),
+            percent(float(last[f"mask_{m}_moved"])),
         ]
         for m in modules
     ]
@@ -283,7 +271,7 @@ def _figures_sections(runs: list[RunSummary]) -> list[Section]:
             (f"{run.name}_reliability", plots.reliability(ev, run.name)),
         ]
         sections.append(Section(f"{run.name}: ROC (Fig. 5), confusion, calibration", figures=figures))
-        safety = _safety_section(run)
+        safety = safety_section(run.evaluation, run.name)
         if safety is not None:
             sections.append(safety)
         gallery, gallery_note = _gallery(run)
@@ -313,55 +301,6 @@ def _figures_sections(runs: list[RunSummary]) -> list[Section]:
             )
         )
     return sections
-
-
-def _safety_section(run: RunSummary) -> Section | None:
-    """Out-of-distribution scores, risk-coverage with the abstention point, and the urgent
-    operating point, as they fared on the test split."""
-    ev = run.evaluation
-    if not ev or "abstention" not in ev:
-        return None
-    figures = [(f"{run.name}_risk_coverage", plots.risk_coverage(ev, run.name))]
-    rows: list[list[str]] = []
-    abstention = ev["abstention"]
-    rows.append(["area under the risk-coverage curve (test)", f"{abstention['curve']['aurc']:.4f}"])
-    if "coverage" in abstention:
-        ci = abstention.get("accuracy_accepted_ci")
-        interval = f" (95% CI {100 * ci[0]:.1f}-{100 * ci[1]:.1f})" if ci else ""
-        rows.append(
-            [
-                f"abstention for {_pct(abstention.get('target'))} accuracy (threshold {abstention['threshold']:.3f}, "
-                "chosen on validation)",
-                f"coverage {_pct(abstention['coverage'])}; accuracy of the accepted "
-                f"{_pct(abstention['accuracy_accepted'])}{interval}",
-            ]
-        )
-    point = ev.get("urgent_operating_point")
-    if point:
-        rows.append(
-            [
-                f"urgent at summed urgent probability >= {point['threshold']:.3f} (for "
-                f"{_pct(point.get('target_sensitivity'))} sensitivity on validation)",
-                f"sensitivity {_pct(point['sensitivity'])}, specificity {_pct(point['specificity'])} on test; "
-                f"the most likely class alone: {_pct(point['plain_sensitivity'])} / {_pct(point['plain_specificity'])}",
-            ]
-        )
-    ood = ev.get("ood")
-    if ood:
-        figures.append((f"{run.name}_ood", plots.ood_scores(ev, run.name)))
-        rows.append(
-            [
-                f"flagged as unlike the training data (threshold {ood['threshold']:.2f})",
-                f"{ood['flagged']} of {len(ood['scores'])} test scans ({ood['by_cheap_checks']} by the cheap checks)",
-            ]
-        )
-    text = (
-        "The limits the bundle knows of itself, chosen on validation and measured on the test split: confidence "
-        "below the abstention threshold is referred to a human; the urgent operating point trades specificity for "
-        "sensitivity; the out-of-distribution score (1 = a typical training image) flags scans unlike the training "
-        "data, which get no class call."
-    )
-    return Section(f"{run.name}: safety at the door", text, tables=[(["", "test split"], rows)], figures=figures)
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
