@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -35,7 +34,10 @@ from sklearn.model_selection import StratifiedGroupKFold
 from benchmarks.attention_study import Setup, _pretrain
 from benchmarks.common import REAL_DATA, write_results
 from octattn.classes import CLASS_NAMES
-from octattn.data.layout import parse_name
+from octattn.data.audit import linked_groups, read_record
+from octattn.data.layout import IMAGE_SUFFIXES, Sample, find_dataset_root, parse_name
+from octattn.data.phantom import generate_phantom
+from octattn.data.phantom_style import default_style, learn_style, measure_scan, style_distance
 from octattn.data.synth import write_phantom_tree
 from octattn.demo import config_path
 from octattn.evaluation.evaluate import evaluate_model
@@ -54,6 +56,11 @@ MODELS = {
 }
 
 
+SMALL_DATA = ["batch_size=16", "warmup_steps=10"]
+"""About 220 training scans per fold: smaller batches give the few epochs more steps, and the
+demo's 20 warm-up steps would be half of them."""
+
+
 @dataclass(frozen=True)
 class Plan:
     """Sizes of the benchmark (the full one, or ``--quick``)."""
@@ -63,29 +70,33 @@ class Plan:
     folds: int
     seeds: tuple[int, ...]
     pretrain: Setup
+    octdl_size: int
     octdl_epochs: int
 
 
 def plan(quick: bool, size: int) -> Plan:
+    """The benchmark's sizes; the full plan is cut to fit 3 hours on a 2-core CPU (about 15
+    training images/s for the attention model at 147 px in bf16 on the AMX Xeon)."""
     if quick:
-        return Plan(75, 1, 2, (0,), Setup(75, 3, 1, 0, 0, 1, 8), 1)
-    return Plan(size, 24, 5, (0, 1), Setup(size, 200, 8, 0, 0, 1, 32), 12)
+        return Plan(75, 1, 2, (0,), Setup(75, 3, 1, 0, 0, 1, 8), 75, 1)
+    return Plan(size, 4, 5, (0, 1), Setup(size, 150, 5, 0, 0, 1, 32), 128, 8)
 
 
 def oct2017_scans() -> list[dict[str, str]]:
-    """Every real OCT2017 scan with its class and its group: the patient id from the name
-    (shared between both folders), merged with byte-identical files; else the file alone."""
+    """Every real OCT2017 scan with its class and its group.
+
+    Groups join what must not be split between folds (:func:`linked_groups`): the patient id
+    from the name (shared between both folders), byte-identical files, and near-duplicates
+    (the 70 ``renamed`` scans carry no patient id).
+    """
     files = [p for p in sorted(REAL_DATA.rglob("*")) if p.suffix.lower() in (".jpeg", ".png")]
     files += sorted(EXTRA.rglob("*.jpeg")) if EXTRA.is_dir() else []
-    by_hash: dict[str, str] = {}
-    rows = []
-    for path in files:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        _, patient, _ = parse_name(path)
-        group = f"patient:{patient}" if patient else f"file:{path.name}"
-        group = by_hash.setdefault(digest, group)  # an identical file joins the first copy's group
-        rows.append({"path": str(path), "label": path.parent.name.upper(), "group": group})
-    return rows
+    records = [read_record(Sample(path, 0, split=path.parent.parent.name)) for path in files]
+    groups = linked_groups(records)
+    return [
+        {"path": str(path), "label": path.parent.name.upper(), "group": group}
+        for path, group in zip(files, groups, strict=True)
+    ]
 
 
 def fold_manifest(rows: list[dict[str, str]], test: set[int], out: Path) -> Path:
@@ -146,29 +157,56 @@ def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {"difference_points": 100 * float(correct_b.mean() - correct_a.mean()), **test}
 
 
-def oct2017_cv(work: Path, p: Plan, backbone: Path) -> dict[str, Any]:
+def phantom_backbone(work: Path, p: Plan, generator: str) -> Path:
+    """Plain Inception-v4 trained on phantoms of one generator (``standard``, or ``realistic``:
+    rendered in the style learnt from ``oct2017-mini/train``); returns its run folder (the
+    backbone's weights are ``RUN/../backbone.safetensors``)."""
+    folder = work / f"phantom-{generator}"
+    phantoms = folder / "phantoms"
+    if not (phantoms / "phantoms.json").exists():
+        style = default_style() if generator == "realistic" else None
+        write_phantom_tree(phantoms, {"train": p.pretrain.pretrain_per_class}, seed=11, overwrite=True, style=style)
+    _pretrain(folder, phantoms, p.pretrain)
+    return folder / "pretrain"
+
+
+def _backbone_file(run: Path) -> Path:
+    return run.parent / "backbone.safetensors"
+
+
+def oct2017_cv(work: Path, p: Plan, backbones: dict[str, Path], standard_pretraining: bool = True) -> dict[str, Any]:
+    """Patient-grouped k-fold CV of the three models, from scratch and from phantoms (and the
+    attention model from the standard phantoms' backbone, unless ``standard_pretraining`` is
+    off)."""
     rows = oct2017_scans()
     labels = [CLASS_NAMES.index(r["label"]) for r in rows]
     folds = StratifiedGroupKFold(n_splits=p.folds, shuffle=True, random_state=0)
     splits = list(folds.split(np.zeros(len(rows)), labels, [r["group"] for r in rows]))
+    configs = [(model, init) for model in MODELS for init in ("scratch", "phantom")]
+    if standard_pretraining:  # did realism change what pretraining adds? (last: the first to cut)
+        configs.append(("attention", "phantom_standard"))
     runs: dict[str, dict[str, Any]] = {}
-    for model, model_overrides in MODELS.items():
-        for init in ("scratch", "phantom"):
-            init_overrides = [f"weights={backbone}"] if init == "phantom" else []
-            per_fold = []
-            for k, (_, test) in enumerate(splits):
-                manifest = fold_manifest(rows, set(test.tolist()), work / f"oct2017-fold{k}.csv")
-                overrides = [
-                    *model_overrides,
-                    *init_overrides,
-                    f"image_size={p.size}",
-                    f"epochs={p.epochs}",
-                    "val_fraction=0.15",
-                    "keep_checkpoint=false",
-                    "ood_detector=false",
-                ]
-                per_fold.append(run_once(f"oct2017-{model}-{init}-fold{k}", work, manifest, overrides))
-            runs[f"{model}-{init}"] = pooled(per_fold)
+    for model, init in configs:
+        init_overrides = {
+            "scratch": [],
+            "phantom": [f"weights={_backbone_file(backbones['realistic'])}"],
+            "phantom_standard": [f"weights={_backbone_file(backbones['standard'])}"],
+        }[init]
+        per_fold = []
+        for k, (_, test) in enumerate(splits):
+            manifest = fold_manifest(rows, set(test.tolist()), work / f"oct2017-fold{k}.csv")
+            overrides = [
+                *MODELS[model],
+                *init_overrides,
+                f"image_size={p.size}",
+                f"epochs={p.epochs}",
+                *SMALL_DATA,
+                "val_fraction=0.15",
+                "keep_checkpoint=false",
+                "ood_detector=false",
+            ]
+            per_fold.append(run_once(f"oct2017-{model}-{init}-fold{k}", work, manifest, overrides))
+        runs[f"{model}-{init}"] = pooled(per_fold)
     comparisons = {
         f"{b} vs {a}": paired(runs[a], runs[b])
         for a, b in (
@@ -179,7 +217,10 @@ def oct2017_cv(work: Path, p: Plan, backbone: Path) -> dict[str, Any]:
             ("attention-scratch", "attention-phantom"),
             ("plain-scratch", "plain-phantom"),
             ("nomask-scratch", "nomask-phantom"),
+            ("attention-scratch", "attention-phantom_standard"),
+            ("attention-phantom_standard", "attention-phantom"),
         )
+        if a in runs and b in runs
     }
     return {
         "scans": len(rows),
@@ -190,69 +231,185 @@ def oct2017_cv(work: Path, p: Plan, backbone: Path) -> dict[str, Any]:
     }
 
 
-def zero_shot(work: Path, backbone_run: Path) -> dict[str, Any]:
+def zero_shot(work: Path, backbones: dict[str, Path]) -> dict[str, Any]:
+    """Each phantom-trained model on the real scans, no real training: on all of them, and on
+    those the realistic style was not learnt from (all but ``oct2017-mini/train``)."""
     rows = oct2017_scans()
-    manifest = fold_manifest(rows, set(range(len(rows))), work / "oct2017-all-test.csv")
-    report = evaluate_model(backbone_run, manifest, "test", resamples=200).report
-    return {
-        "n": report["n"],
-        "accuracy": report["accuracy"],
-        "macro_f1": report["f1"],
-        "accuracy_ci": [report["ci"]["accuracy"]["low"], report["ci"]["accuracy"]["high"]],
+    unseen = [r for r in rows if Path(r["path"]).parent.parent != REAL_DATA / "train"]
+    manifests = {
+        "all": fold_manifest(rows, set(range(len(rows))), work / "oct2017-all-test.csv"),
+        "not_in_style": fold_manifest(unseen, set(range(len(unseen))), work / "oct2017-unseen-test.csv"),
     }
+    out: dict[str, Any] = {}
+    for generator, run in backbones.items():
+        for name, manifest in manifests.items():
+            report = evaluate_model(run, manifest, "test", resamples=1000).report
+            out[f"{generator}_{name}"] = {
+                "n": report["n"],
+                "accuracy": report["accuracy"],
+                "macro_f1": report["f1"],
+                "accuracy_ci": [report["ci"]["accuracy"]["low"], report["ci"]["accuracy"]["high"]],
+            }
+    return out
 
 
-def across(work: Path, p: Plan, octdl: Path) -> dict[str, Any]:
-    """OCT2017-trained on OCTDL's NO and DME; OCTDL-trained on OCT2017's NORMAL and DME."""
+def phantom_statistics(per_generator: int = 200) -> dict[str, Any]:
+    """The measured statistics of real scans against each generator's phantoms.
+
+    The real side is the OCT2017 scans the realistic style was not learnt from (all but
+    ``oct2017-mini/train``); distances are :func:`style_distance`'s (smaller is closer).
+    """
     rows = oct2017_scans()
-    manifest = fold_manifest(rows, set(), work / "oct2017-all-train.csv")
-    common = [f"image_size={p.size}", f"epochs={p.epochs}", "val_fraction=0.15", "ood_detector=false"]
+    unseen = [Path(r["path"]) for r in rows if Path(r["path"]).parent.parent != REAL_DATA / "train"]
+    real = learn_style(unseen, "OCT2017 scans not used to learn the style")
+    out: dict[str, Any] = {
+        "real": {
+            "scans": real.scans,
+            "speckle_contrast": real.speckle_contrast,
+            "noise_floor": real.noise_floor,
+            "wedge_rate": real.wedge_rate,
+            "median_quantiles": np.median(np.asarray(real.quantiles), axis=0).round(1).tolist(),
+        }
+    }
+    for generator, style in (("standard", None), ("realistic", default_style())):
+        rng = np.random.default_rng(5)
+        stats = [measure_scan(generate_phantom(i % 4, rng, style=style).image) for i in range(per_generator)]
+        out[generator] = {
+            "phantoms": per_generator,
+            "speckle_contrast": float(np.median([s.speckle_contrast for s in stats])),
+            "noise_floor": float(np.median([s.noise_floor for s in stats])),
+            "wedge_rate": float(np.mean([s.wedge for s in stats])),
+            "median_quantiles": np.median(np.asarray([s.quantiles for s in stats]), axis=0).round(1).tolist(),
+            "distance_to_real": style_distance(real, stats),
+        }
+    return out
+
+
+def across(work: Path, p: Plan, octdl: Path, octdl_run: Path | None, backbone: Path) -> dict[str, Any]:
+    """An OCT2017-trained attention model (all 307 scans, from the realistic-phantom backbone)
+    on every OCTDL NO and DME scan, and an OCTDL-trained one (part b's, seed 0, or trained
+    here on ``octdl``) on OCT2017's NORMAL and DME scans."""
+    rows = oct2017_scans()
+    common = [f"epochs={p.epochs}", "val_fraction=0.15", "ood_detector=false", "keep_checkpoint=false"]
+    small = [*common, *SMALL_DATA]
     oct_run = work / "runs" / "across-oct2017"
     if not (oct_run / "model").exists():
-        train(
-            load_config(config_path("demo"), [f"data={manifest}", *common]),
-            oct_run,
-            overwrite=True,
-            progress=False,
-            log=lambda _: None,
-        )
-    octdl_train = octdl / "train" if (octdl / "train").is_dir() else octdl
-    octdl_run = work / "runs" / "across-octdl"
-    if not (octdl_run / "model").exists():
-        train(
-            load_config(config_path("demo"), [f"data={octdl_train}", *common, "balance=sampler"]),
-            octdl_run,
-            overwrite=True,
-            progress=False,
-            log=lambda _: None,
-        )
-    on_octdl = evaluate_model(oct_run, octdl, "test", class_map={"NO": "NORMAL", "DME": "DME"}, resamples=200).report
+        manifest = fold_manifest(rows, set(), work / "oct2017-all-train.csv")
+        overrides = [f"data={manifest}", f"image_size={p.size}", f"weights={_backbone_file(backbone)}", *small]
+        train(load_config(config_path("demo"), overrides), oct_run, overwrite=True, progress=False, log=lambda _: None)
+    if octdl_run is None:
+        octdl_run = work / "runs" / "across-octdl"
+        if not (octdl_run / "model").exists():
+            overrides = [f"data={octdl}", f"image_size={p.octdl_size}", "balance=sampler", *common]
+            train(
+                load_config(config_path("demo"), overrides),
+                octdl_run,
+                overwrite=True,
+                progress=False,
+                log=lambda _: None,
+            )
+    # Every OCTDL scan as a test image; part b's cleaned manifest, where present, has no copies.
+    clean = work / "octdl-clean.csv"
+    if clean.exists():
+        with clean.open(newline="") as handle:
+            scans = [(r["path"], r["label"], r["patient"]) for r in csv.DictReader(handle)]
+    else:
+        scans = [
+            (str(path), path.parent.name.upper(), parse_name(path)[1] or path.name) for path in _images_under(octdl)
+        ]
+    octdl_all = work / "octdl-all-test.csv"
+    with octdl_all.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "patient", "split"])
+        writer.writerows([(*scan, "test") for scan in scans])
+    on_octdl = evaluate_model(oct_run, octdl_all, "test", class_map={"NO": "NORMAL", "DME": "DME"}, resamples=1000)
     test_manifest = fold_manifest(rows, set(range(len(rows))), work / "oct2017-all-test.csv")
-    on_oct = evaluate_model(
-        octdl_run, test_manifest, "test", class_map={"NORMAL": "NO", "DME": "DME"}, resamples=200
-    ).report
+    on_oct = evaluate_model(octdl_run, test_manifest, "test", class_map={"NORMAL": "NO", "DME": "DME"}, resamples=1000)
 
     def short(report: dict[str, Any]) -> dict[str, Any]:
         return {
             "n": report["n"],
             "accuracy": report["accuracy"],
+            "macro_f1": report["f1"],
             "left_out": report["left_out"],
             "recall": {k: v["value"] for k, v in report["ci_recall"].items() if not k.startswith("_")},
         }
 
-    return {"oct2017_model_on_octdl": short(on_octdl), "octdl_model_on_oct2017": short(on_oct)}
+    return {"oct2017_model_on_octdl": short(on_octdl.report), "octdl_model_on_oct2017": short(on_oct.report)}
 
 
-def octdl_whole(work: Path, p: Plan, octdl: Path) -> dict[str, Any]:
+def _images_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+
+
+SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
+
+
+def octdl_clean_manifest(octdl: Path, out: Path) -> dict[str, Any]:
+    """Audit OCTDL's own split and write it as a manifest without its leaks.
+
+    Where the audit ties images across splits (one patient on two sides, identical files or
+    near-duplicates under different patient ids), the copy in the earliest split (train, val,
+    test) stays and the later ones are dropped; the counts go into the results.
+    """
     from octattn.data.audit import audit_dataset
 
     audit = audit_dataset(octdl)
-    runs = {}
+
+    def split_of(path: str) -> str:
+        return Path(path).parent.parent.name.lower()
+
+    dropped: dict[str, set[str]] = {"patient": set(), "exact": set(), "near": set()}
+    for group in audit.exact_duplicates:
+        first = min(SPLIT_ORDER[split_of(p)] for p in group["paths"])
+        dropped["exact"] |= {p for p in group["paths"] if SPLIT_ORDER[split_of(p)] > first}
+    for pair in audit.near_duplicates:
+        later = max((pair["a"], pair["b"]), key=lambda p: SPLIT_ORDER[split_of(p)])
+        if split_of(pair["a"]) != split_of(pair["b"]):
+            dropped["near"].add(later)
+    leaked_patients = {c["patient"]: min(SPLIT_ORDER[s] for s in c["splits"]) for c in audit.cross_split_patients}
+    rows = []
+    for split in SPLIT_ORDER:
+        for path in _images_under(find_dataset_root(octdl) / split):
+            _, patient, _ = parse_name(path)
+            if patient in leaked_patients and SPLIT_ORDER[split] > leaked_patients[patient]:
+                dropped["patient"].add(str(path))
+            rows.append(
+                {"path": str(path), "label": path.parent.name.upper(), "group": patient or path.name, "split": split}
+            )
+    gone = set().union(*dropped.values())
+    with out.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "patient", "split"])
+        for r in rows:
+            if r["path"] not in gone:
+                writer.writerow([r["path"], r["label"], r["group"], r["split"]])
+    kept: dict[str, dict[str, int]] = {}
+    for r in rows:
+        if r["path"] not in gone:
+            kept.setdefault(r["split"], {}).setdefault(r["label"], 0)
+            kept[r["split"]][r["label"]] += 1
+    return {
+        "source_counts": audit.counts,
+        "cross_split_patients": len(audit.cross_split_patients),
+        "exact_duplicate_groups": len(audit.exact_duplicates),
+        "near_duplicate_pairs": len(audit.near_duplicates),
+        "dropped": {k: len(v) for k, v in dropped.items()},
+        "dropped_by_split": {s: sum(1 for p in gone if split_of(p) == s) for s in SPLIT_ORDER},
+        "kept_counts": kept,
+    }
+
+
+def octdl_whole(work: Path, p: Plan, octdl: Path) -> dict[str, Any]:
+    """The three models on OCTDL's own (audited, leak-free) split, every seed."""
+    manifest = work / "octdl-clean.csv"
+    audit = octdl_clean_manifest(octdl, manifest)
+    runs: dict[str, Any] = {}
     for model, model_overrides in MODELS.items():
         for seed in p.seeds:
             overrides = [
                 *model_overrides,
-                f"image_size={p.size}",
+                f"image_size={p.octdl_size}",
                 f"epochs={p.octdl_epochs}",
                 "val_fraction=0",
                 "balance=sampler",
@@ -260,9 +417,17 @@ def octdl_whole(work: Path, p: Plan, octdl: Path) -> dict[str, Any]:
                 "keep_checkpoint=false",
                 "ood_detector=false",
             ]
-            result = run_once(f"octdl-{model}-s{seed}", work, octdl, overrides)
-            runs[f"{model}-s{seed}"] = {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
-    return {"leakage": audit.leakage, "counts": audit.counts, "runs": runs}
+            runs[f"{model}-s{seed}"] = run_once(f"octdl-{model}-s{seed}", work, manifest, overrides)
+    summary = {name: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]} for name, r in runs.items()}
+    comparisons = {}
+    for a, b in (("plain", "attention"), ("nomask", "attention")):
+        for seed in p.seeds:
+            pa, pb = pooled([runs[f"{a}-s{seed}"]]), pooled([runs[f"{b}-s{seed}"]])
+            comparisons[f"{b} vs {a}, seed {seed}"] = paired(pa, pb)
+    return {"size": p.octdl_size, "epochs": p.octdl_epochs, "audit": audit, "runs": summary, "comparisons": comparisons}
+
+
+PARTS = ("a", "b", "c", "d")
 
 
 def main() -> int:
@@ -271,34 +436,98 @@ def main() -> int:
     parser.add_argument("--octdl", help="the whole OCTDL (train/val/test folders); default: only octdl-mini for part c")
     parser.add_argument("--size", type=int, default=147)
     parser.add_argument("--work", default="runs/real-scans")
+    parser.add_argument(
+        "--no-standard-pretraining",
+        action="store_true",
+        help="leave out part a's attention model from the standard phantoms' backbone (5 runs)",
+    )
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="comma-separated parts to run (a,b,c,d); the results file is written only when all run, "
+        "so a split run ends with one call without --parts (finished runs are reused)",
+    )
     args = parser.parse_args()
     if not REAL_DATA.is_dir():
         print(f"skipped: {REAL_DATA} not found")
         return 0
+    parts = set(args.parts.split(","))
+    if not parts <= set(PARTS):
+        parser.error(f"--parts: unknown part(s) {', '.join(sorted(parts - set(PARTS)))}; choose from a,b,c,d")
     p = plan(args.quick, args.size)
     work = Path(args.work) / ("quick" if args.quick else "full")
     work.mkdir(parents=True, exist_ok=True)
-    phantoms = work / "phantoms"
-    if not (phantoms / "phantoms.json").exists():
-        write_phantom_tree(phantoms, {"train": p.pretrain.pretrain_per_class}, seed=11)
-    backbone = _pretrain(work, phantoms, p.pretrain)
+    octdl = Path(args.octdl) if args.octdl else None
     results: dict[str, Any] = {"quick": args.quick, "size": p.size, "epochs": p.epochs, "seeds": list(p.seeds)}
-    results["oct2017_cv"] = oct2017_cv(work, p, backbone)
-    results["zero_shot"] = zero_shot(work, work / "pretrain")
-    octdl = Path(args.octdl) if args.octdl else OCTDL_MINI
-    if octdl.is_dir():
-        results["across"] = across(work, p, octdl)
-    if args.octdl:
-        results["octdl"] = octdl_whole(work, p, Path(args.octdl))
+    if "b" in parts and octdl is not None:
+        results["octdl"] = octdl_whole(work, p, octdl)
+    if parts & {"a", "c", "d"}:
+        backbones = {generator: phantom_backbone(work, p, generator) for generator in ("standard", "realistic")}
+    if "a" in parts:
+        results["oct2017_cv"] = oct2017_cv(work, p, backbones, not args.no_standard_pretraining)
+    if "d" in parts:
+        results["zero_shot"] = zero_shot(work, backbones)
+        results["phantom_statistics"] = phantom_statistics()
+    if "c" in parts:
+        octdl_run = work / "runs" / "octdl-attention-s0" if octdl is not None else None
+        results["across"] = across(work, p, octdl or OCTDL_MINI, octdl_run, backbones["realistic"])
+    if parts != set(PARTS):
+        print(f"parts {args.parts} done; run again without --parts to write the results")
+        return 0
     for run in results["oct2017_cv"]["runs"].values():
         run.pop("_order")
         run.pop("_correct")
+    results["headline"] = headline(results)
     write_results("real_scans", results, table)
     return 0
 
 
+def headline(results: dict[str, Any]) -> dict[str, Any]:
+    """Each part's headline under a key that says what it is, with accuracy and macro-F1."""
+    out: dict[str, Any] = {}
+    runs = results["oct2017_cv"]["runs"]
+    best = max(runs, key=lambda k: runs[k]["accuracy"])
+    out["oct2017_cv"] = {"best": best, **{k: runs[best][k] for k in ("accuracy", "macro_f1")}}
+    if "octdl" in results:
+        by_model: dict[str, list[dict[str, float]]] = {}
+        for name, run in results["octdl"]["runs"].items():
+            by_model.setdefault(name.rsplit("-s", 1)[0], []).append(run)
+        means = {
+            m: {k: float(np.mean([r[k] for r in rs])) for k in ("accuracy", "macro_f1")} for m, rs in by_model.items()
+        }
+        top = max(means, key=lambda m: means[m]["macro_f1"])
+        out["octdl"] = {"best": top, "seeds": len(by_model[top]), **means[top]}
+    out["across"] = {k: {m: v[m] for m in ("n", "accuracy", "macro_f1")} for k, v in results["across"].items()}
+    out["zero_shot"] = {
+        k: {m: v[m] for m in ("n", "accuracy", "macro_f1")}
+        for k, v in results["zero_shot"].items()
+        if k.endswith("_all")
+    }
+    comparisons = results["oct2017_cv"]["comparisons"]
+
+    def pretraining_gain(name: str) -> bool:  # "M-phantom... vs M-scratch": one model, two starts
+        b, a = name.split(" vs ")
+        return a.endswith("-scratch") and b.startswith(a.removesuffix("scratch") + "phantom")
+
+    out["phantom_pretraining_gain_points"] = {
+        k: v["difference_points"] for k, v in comparisons.items() if pretraining_gain(k)
+    }
+    return out
+
+
 def _pct(v: float) -> str:
     return f"{100 * v:.1f}%"
+
+
+def _ci(value: float, interval: list[float]) -> str:
+    return f"{_pct(value)} ({_pct(interval[0])}-{_pct(interval[1])})"
+
+
+def _comparison_rows(comparisons: dict[str, Any]) -> list[str]:
+    lines = ["| paired comparison (same scans) | B - A, points | McNemar p |", "| --- | ---: | ---: |"]
+    for name, c in comparisons.items():
+        lines.append(f"| {name} | {c['difference_points']:+.1f} | {c['p_value']:.3g} |")
+    return lines
 
 
 def table(results: dict[str, Any]) -> str:
@@ -306,40 +535,76 @@ def table(results: dict[str, Any]) -> str:
     cv = results["oct2017_cv"]
     lines = [
         f"{'QUICK RUN (tiny models; the numbers mean nothing). ' if results['quick'] else ''}"
-        f"OCT2017, {cv['scans']} real scans in {cv['groups']} patient groups, {cv['folds']}-fold cross-validation, "
-        f"{results['size']} px, {results['epochs']} epochs, pooled out-of-fold:",
+        f"**a. OCT2017**, {cv['scans']} real scans in {cv['groups']} patient groups, "
+        f"{cv['folds']}-fold cross-validation, {results['size']} px, {results['epochs']} epochs, pooled out-of-fold "
+        "(phantom = the realistic phantoms' "
+        "backbone; phantom_standard = the standard phantoms'):",
         "",
         "| model | accuracy (95% CI) | macro-F1 (95% CI) |",
         "| --- | ---: | ---: |",
     ]
     for name, r in cv["runs"].items():
-        lines.append(
-            f"| {name} | {_pct(r['accuracy'])} ({_pct(r['accuracy_ci'][0])}-{_pct(r['accuracy_ci'][1])}) "
-            f"| {_pct(r['macro_f1'])} ({_pct(r['macro_f1_ci'][0])}-{_pct(r['macro_f1_ci'][1])}) |"
-        )
-    lines += ["", "| paired comparison (same scans) | B - A, points | McNemar p |", "| --- | ---: | ---: |"]
-    for name, c in cv["comparisons"].items():
-        lines.append(f"| {name} | {c['difference_points']:+.1f} | {c['p_value']:.3g} |")
+        lines.append(f"| {name} | {_ci(r['accuracy'], r['accuracy_ci'])} | {_ci(r['macro_f1'], r['macro_f1_ci'])} |")
+    lines += ["", *_comparison_rows(cv["comparisons"])]
+    if "octdl" in results:
+        o = results["octdl"]
+        audit = o["audit"]
+        test_n = sum(audit["kept_counts"]["test"].values())
+        lines += [
+            "",
+            f"**b. OCTDL**, its own train/val/test split, audited: {audit['cross_split_patients']} patient on two "
+            f"sides, {audit['exact_duplicate_groups']} identical files and {audit['near_duplicate_pairs']} "
+            f"near-duplicate pairs across splits; {sum(audit['dropped_by_split'].values())} later copies dropped "
+            f"(val {audit['dropped_by_split']['val']}, test {audit['dropped_by_split']['test']}), "
+            f"{test_n} test scans left. "
+            f"{o['size']} px, {o['epochs']} epochs, class-balanced sampling:",
+            "",
+            "| OCTDL run | test accuracy | test macro-F1 |",
+            "| --- | ---: | ---: |",
+        ]
+        for name, run in o["runs"].items():
+            lines.append(f"| {name} | {_pct(run['accuracy'])} | {_pct(run['macro_f1'])} |")
+        lines += ["", *_comparison_rows(o["comparisons"])]
+    a = results["across"]
+    lines += ["", "**c. Across data sets** (through `--class-map`):", ""]
+    for key, label in (
+        ("oct2017_model_on_octdl", "OCT2017 model on every OCTDL NO and DME scan (NO->NORMAL)"),
+        ("octdl_model_on_oct2017", "OCTDL model on OCT2017's NORMAL and DME scans (NORMAL->NO)"),
+    ):
+        r = a[key]
+        recall = ", ".join(f"{k} {_pct(v)}" for k, v in r["recall"].items())
+        lines.append(f"- {label}: {r['n']} scans, accuracy {_pct(r['accuracy'])}; {recall}.")
     z = results["zero_shot"]
-    interval = f"{_pct(z['accuracy_ci'][0])}-{_pct(z['accuracy_ci'][1])}"
     lines += [
         "",
-        f"Phantom-trained model, no real training, on the {z['n']} real scans: accuracy {_pct(z['accuracy'])} "
-        f"({interval}), macro-F1 {_pct(z['macro_f1'])}.",
+        "**d. Phantoms that teach**: a model trained on phantoms only, on real OCT2017 scans "
+        "(unseen = not among the 100 scans the realistic style was learnt from):",
+        "",
+        "| phantoms | all real scans: accuracy (95% CI) | macro-F1 | unseen scans: accuracy (95% CI) |",
+        "| --- | ---: | ---: | ---: |",
     ]
-    if "across" in results:
-        a = results["across"]
-        for key, label in (
-            ("oct2017_model_on_octdl", "OCT2017 model on OCTDL (NO->NORMAL, DME)"),
-            ("octdl_model_on_oct2017", "OCTDL model on OCT2017 (NORMAL->NO, DME)"),
-        ):
-            r = a[key]
-            recall = ", ".join(f"{k} {_pct(v)}" for k, v in r["recall"].items())
-            lines.append(f"{label}: {r['n']} scans, accuracy {_pct(r['accuracy'])}; {recall}.")
-    if "octdl" in results:
-        lines += ["", "| OCTDL run | accuracy | macro-F1 |", "| --- | ---: | ---: |"]
-        for name, run in results["octdl"]["runs"].items():
-            lines.append(f"| {name} | {_pct(run['accuracy'])} | {_pct(run['macro_f1'])} |")
+    for generator in ("standard", "realistic"):
+        every, unseen = z[f"{generator}_all"], z[f"{generator}_not_in_style"]
+        lines.append(
+            f"| {generator} | {_ci(every['accuracy'], every['accuracy_ci'])} (n={every['n']}) "
+            f"| {_pct(every['macro_f1'])} | {_ci(unseen['accuracy'], unseen['accuracy_ci'])} (n={unseen['n']}) |"
+        )
+    st = results["phantom_statistics"]
+    lines += [
+        "",
+        f"Measured statistics (real: the {st['real']['scans']} OCT2017 scans the style was not learnt from):",
+        "",
+        "| | speckle contrast | noise floor (grey) | registration wedges | grey levels: distance to real |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| real | {st['real']['speckle_contrast']:.2f} | {st['real']['noise_floor']:.0f} | "
+        f"{_pct(st['real']['wedge_rate'])} | - |",
+    ]
+    for generator in ("standard", "realistic"):
+        g = st[generator]
+        lines.append(
+            f"| {generator} phantoms | {g['speckle_contrast']:.2f} | {g['noise_floor']:.0f} | {_pct(g['wedge_rate'])} "
+            f"| {g['distance_to_real']['quantiles']:.1f} grey levels |"
+        )
     return "\n".join(lines)
 
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from octattn.cli_config import add_config_commands
 from octattn.cli_inference import add_inference_commands, add_precision
-from octattn.errors import OctattnError
+from octattn.errors import DataError, OctattnError
 from octattn.precision import EVALUATION_PRECISION
 from octattn.progress import set_quiet
+
+if TYPE_CHECKING:
+    from octattn.data.phantom_style import PhantomStyle
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -60,15 +65,52 @@ def _cmd_data_audit(args: argparse.Namespace) -> int:
     return 1 if report.leakage else 0
 
 
+def _phantom_style(choice: str | None) -> PhantomStyle | None:
+    """``--style``: none, ``realistic`` (the shipped OCT2017 style) or a style JSON file."""
+    from octattn.data.phantom_style import PhantomStyle, default_style
+
+    if choice is None:
+        return None
+    return default_style() if choice == "realistic" else PhantomStyle.load(choice)
+
+
 def _cmd_data_synth(args: argparse.Namespace) -> int:
     from octattn.data.synth import write_phantom_tree
 
     counts = {"train": args.per_class, "val": args.val_per_class, "test": args.test_per_class}
     written = write_phantom_tree(
-        args.out, {k: v for k, v in counts.items() if v > 0}, args.seed, args.size, args.overwrite, args.difficulty
+        args.out,
+        {k: v for k, v in counts.items() if v > 0},
+        args.seed,
+        args.size,
+        args.overwrite,
+        args.difficulty,
+        _phantom_style(args.style),
     )
     print(f"wrote {sum(written.values())} phantoms to {args.out} ({', '.join(f'{k} {v}' for k, v in written.items())})")
     print(f"lesion masks: {args.out}/masks/SPLIT/CLASS/")
+    return 0
+
+
+def _cmd_data_style(args: argparse.Namespace) -> int:
+    from octattn.data.layout import IMAGE_SUFFIXES
+    from octattn.data.phantom_style import learn_style
+
+    root = Path(args.directory)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder")
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise DataError(f"{out}: already exists (pass --overwrite to replace it)")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    style = learn_style(paths, args.source or f"{len(paths)} scans of {root.name}")
+    style.save(out)
+    print(
+        f"learnt a phantom style from {style.scans} scans: retina top {style.retina_top[0]:.2f}-"
+        f"{style.retina_top[1]:.2f} of the height, thickness {style.retina_thickness[0]:.2f}-"
+        f"{style.retina_thickness[1]:.2f}, speckle contrast {style.speckle_contrast:.2f}, noise floor "
+        f"{style.noise_floor:.0f}, wedges in {100 * style.wedge_rate:.0f}%; written to {out}"
+    )
     return 0
 
 
@@ -121,8 +163,21 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
         default="standard",
         help="lesion size and contrast: standard, or hard (smaller, fainter lesions)",
     )
+    synth.add_argument(
+        "--style",
+        metavar="STYLE",
+        help="render like real scans: 'realistic' (learnt from real OCT2017 scans) or a JSON file "
+        "from 'octattn data style'",
+    )
     synth.add_argument("--overwrite", action="store_true", help="replace phantoms already in OUT")
     synth.set_defaults(handler=_cmd_data_synth)
+
+    style = data_sub.add_parser("style", help="learn what real scans look like, for realistic phantoms")
+    style.add_argument("directory", help="a folder of real scans (searched recursively)")
+    style.add_argument("--out", required=True, help="the style JSON to write")
+    style.add_argument("--source", help="a description of the scans kept in the file (default: count and folder name)")
+    style.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    style.set_defaults(handler=_cmd_data_style)
 
     cache = data_sub.add_parser("cache", help="decode and resize once into a memory-mapped uint8 store")
     cache.add_argument("directory", help="an OCT2017-style folder or a CSV manifest")
@@ -189,7 +244,6 @@ def _class_map(text: str) -> dict[str, str]:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from octattn.evaluation.evaluate import default_evaluation_dir, evaluate_model, format_headline, write_evaluation
 

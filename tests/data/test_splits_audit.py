@@ -86,3 +86,21 @@ def test_audit_of_planted_problems(tmp_path):
 def test_clean_tree_exits_zero(tmp_path):
     make_tree(tmp_path, {"train": {"CNV": ["CNV-1-1.jpeg"]}, "test": {"CNV": ["CNV-2-1.jpeg"]}})
     assert main(["data", "audit", str(tmp_path)]) == 0
+
+
+def test_linked_groups_join_patients_copies_and_near_duplicates_transitively(tmp_path):
+    from octattn.data.audit import linked_groups, read_record
+
+    root = make_tree(tmp_path, {"train": {"CNV": ["CNV-1-1.jpeg", "CNV-1-2.jpeg", "a.jpeg", "b.jpeg"]}})
+    smooth = np.tile(np.linspace(0, 255, 128, dtype=np.uint8), (96, 1))
+    smooth[30:60, 40:90] = 30
+    Image.fromarray(smooth).save(root / "train" / "CNV" / "c.png")
+    Image.fromarray(smooth).resize((64, 48)).save(root / "train" / "CNV" / "d.jpeg", quality=70)
+    folder = root / "train" / "CNV"
+    (folder / "e.jpeg").write_bytes((folder / "CNV-1-2.jpeg").read_bytes())  # a copy of patient 1's scan
+    names = ["CNV-1-1.jpeg", "CNV-1-2.jpeg", "a.jpeg", "b.jpeg", "c.png", "d.jpeg", "e.jpeg"]
+    records = [read_record(Sample(folder / n, 0, split="train")) for n in names]
+    groups = dict(zip(names, linked_groups(records), strict=True))
+    assert groups["CNV-1-1.jpeg"] == groups["CNV-1-2.jpeg"] == groups["e.jpeg"] == "patient:1"
+    assert groups["c.png"] == groups["d.jpeg"]  # near-duplicates, no patient id
+    assert len({groups["a.jpeg"], groups["b.jpeg"], groups["c.png"], "patient:1"}) == 4

@@ -139,14 +139,50 @@ def read_record(sample: Sample) -> FileRecord:
     return record
 
 
-def _hash_words(hex_hashes: Sequence[str]) -> np.ndarray:
+def hash_words(hex_hashes: Sequence[str]) -> np.ndarray:
     """Hex perceptual hashes -> ``(N, words)`` uint64 array for vectorised distances."""
     raw = b"".join(bytes.fromhex(h) for h in hex_hashes)
     return np.frombuffer(raw, dtype=np.uint64).reshape(len(hex_hashes), -1)
 
 
-def _hamming(one: np.ndarray, many: np.ndarray) -> np.ndarray:
+def hamming(one: np.ndarray, many: np.ndarray) -> np.ndarray:
+    """Bit distances between one hash (a row of :func:`hash_words`) and many."""
     return np.bitwise_count(np.bitwise_xor(many, one)).sum(axis=1)
+
+
+def linked_groups(records: Sequence[FileRecord], near_distance: int = NEAR_DUPLICATE_DISTANCE) -> list[str]:
+    """One group name per record, joining records that must stay on one side of any split.
+
+    Records are linked by a shared patient id, identical bytes, or perceptual hashes within
+    ``near_distance`` bits (over every pair, not only across splits); the links are followed
+    transitively. Each group is named after its first record's patient (``patient:ID``) or
+    file (``file:PATH``).
+    """
+    parent = list(range(len(records)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(i: int, j: int) -> None:
+        a, b = root(i), root(j)
+        parent[max(a, b)] = min(a, b)  # the first record stays the root: stable group names
+
+    first_with: dict[str, int] = {}
+    for i, record in enumerate(records):
+        for key in (f"patient:{record.patient}" if record.patient else None, f"sha:{record.sha256}"):
+            if key is not None:
+                join(i, first_with.setdefault(key, i))
+    hashed = [i for i, r in enumerate(records) if r.phash is not None]
+    if hashed:
+        words = hash_words([str(records[i].phash) for i in hashed])
+        for row, i in enumerate(hashed):
+            for col in np.flatnonzero(hamming(words[row], words[row + 1 :]) <= near_distance):
+                join(i, hashed[row + 1 + int(col)])
+    names = [f"patient:{r.patient}" if r.patient else f"file:{r.path}" for r in records]
+    return [names[root(i)] for i in range(len(records))]
 
 
 def _near_duplicates(records: Sequence[FileRecord], max_distance: int) -> list[dict[str, Any]]:
@@ -159,10 +195,10 @@ def _near_duplicates(records: Sequence[FileRecord], max_distance: int) -> list[d
     for i, first in enumerate(splits):
         for second in splits[i + 1 :]:
             other = by_split[second]
-            other_words = _hash_words([str(r.phash) for r in other])
-            first_words = _hash_words([str(r.phash) for r in by_split[first]])
+            other_words = hash_words([str(r.phash) for r in other])
+            first_words = hash_words([str(r.phash) for r in by_split[first]])
             for record, words in zip(by_split[first], first_words, strict=True):
-                distances = _hamming(words, other_words)
+                distances = hamming(words, other_words)
                 for j in np.flatnonzero(distances <= max_distance):
                     if record.sha256 != other[j].sha256:  # exact copies are reported apart
                         pairs.append({"a": record.path, "b": other[j].path, "distance": int(distances[j])})

@@ -23,10 +23,15 @@ image on one core.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 from octattn.classes import CLASS_NAMES
+
+if TYPE_CHECKING:
+    from octattn.data.phantom_style import PhantomStyle
 
 # Reflectivity of the neurosensory retina against normalised depth (0 = ILM, 1 = top of
 # the RPE): NFL bright, GCL, IPL, INL dark, OPL, ONL dark, ELM, photoreceptor line.
@@ -80,24 +85,36 @@ def generate_phantom(
     width: int = 256,
     height: int = 248,
     difficulty: Difficulty = DIFFICULTIES["standard"],
+    style: PhantomStyle | None = None,
 ) -> Phantom:
     """Draw one phantom of class ``label`` (index into :data:`CLASS_NAMES`).
 
     The random draws do not depend on ``difficulty``: the same seed gives the same scans,
-    with smaller and fainter lesions under a harder setting.
+    with smaller and fainter lesions under a harder setting. With a ``style`` (learnt from
+    real scans, :mod:`octattn.data.phantom_style`) the phantom is rendered as a device
+    renders a scan instead (:func:`_render_like_device`): the retina's place and thickness
+    drawn from the style's ranges, lesions of varied size, vessel shadows, choroidal
+    texture, correlated speckle over a noise floor, log compression, one real scan's
+    grey-level distribution, and registration wedges as often as the real scans have them.
     """
     name = CLASS_NAMES[label]
     sy, sx = height / 248.0, width / 256.0
-    k = difficulty.lesion_scale
+    k = difficulty.lesion_scale * (rng.uniform(0.45, 1.0) if style is not None else 1.0)
     x = np.arange(width, dtype=np.float32)
     y = np.arange(height, dtype=np.float32)[:, None]
     cx = width * rng.uniform(0.4, 0.6)
 
     # Geometry per column: retina surface (ILM) and RPE top, before lesions.
-    curvature = rng.uniform(-0.6, 1.6) * 1e-3 / sx
+    # Real scans bow both ways (mostly a bowl, edges higher); the standard phantom mostly domes.
+    curvature = (rng.uniform(-1.6, 0.8) if style is not None else rng.uniform(-0.6, 1.6)) * 1e-3 / sx
     tilt = rng.uniform(-0.15, 0.15)
-    rpe = height * rng.uniform(0.52, 0.62) + curvature * (x - cx) ** 2 + tilt * (x - cx)
-    thickness = height * rng.uniform(0.17, 0.22) * np.ones_like(x)
+    if style is None:
+        rpe_depth, thick = rng.uniform(0.52, 0.62), rng.uniform(0.17, 0.22)
+    else:  # the retina where real scans hold it; thinner than the measured range is not a retina
+        thick = rng.uniform(max(0.1, style.retina_thickness[0]), max(0.14, style.retina_thickness[1]))
+        rpe_depth = rng.uniform(*style.retina_top) + thick
+    rpe = height * rpe_depth + curvature * (x - cx) ** 2 + tilt * (x - cx)
+    thickness = height * thick * np.ones_like(x)
     pit = rng.uniform(0.45, 0.7) * np.exp(-(((x - cx) / (width * rng.uniform(0.05, 0.08))) ** 2))
     lift = np.zeros_like(x)  # how far the whole retina is pushed up above the RPE
     rpe_lift = np.zeros_like(x)  # how far the RPE itself is pushed up (drusen)
@@ -161,10 +178,65 @@ def generate_phantom(
     if difficulty.contrast < 1:  # fade each lesion towards what it replaced
         image[mask] = unlesioned[mask] + difficulty.contrast * (image[mask] - unlesioned[mask])
 
+    if style is not None:
+        return Phantom(image=_render_like_device(image, ilm, outer, rpe, rng, style), mask=mask, label=label)
     gain = rng.uniform(0.8, 1.15)
     speckle = rng.gamma(shape=4.0, scale=0.25, size=(height, width)).astype(np.float32)
     image = np.clip(image * gain * speckle * 255.0, 0, 255).astype(np.uint8)
     return Phantom(image=image, mask=mask, label=label)
+
+
+def _speckle(rng: np.random.Generator, shape: tuple[int, int], grain: tuple[float, float], looks: int) -> np.ndarray:
+    """Speckle averaged over ``looks`` frames (Spectralis-like devices average B-scans, which
+    lowers speckle contrast to about 1/sqrt(looks)): a gamma field with mean 1, its grain set
+    by smoothing."""
+    field = gaussian_filter(rng.gamma(looks, 1.0 / looks, shape).astype(np.float32), grain)
+    return field / field.mean()
+
+
+def _render_like_device(
+    reflectivity: np.ndarray,
+    ilm: np.ndarray,
+    outer: np.ndarray,
+    rpe: np.ndarray,
+    rng: np.random.Generator,
+    style: PhantomStyle,
+) -> np.ndarray:
+    """Turn a layer model (log-domain reflectivity, 0-1) into an 8-bit scan as a device shows it."""
+    from octattn.data.phantom_style import QUANTILES
+
+    height, width = reflectivity.shape
+    x = np.arange(width, dtype=np.float32)
+    y = np.arange(height, dtype=np.float32)[:, None]
+    v = reflectivity.copy()
+    # Vessel shadows: retinal vessels in the inner retina absorb light, darkening every row below.
+    for _ in range(rng.integers(1, 6)):
+        col, half = rng.uniform(0, width), rng.uniform(1.5, 5.0)
+        profile = np.exp(-(((x - col) / half) ** 2))
+        below = y > ilm + 0.2 * (outer - ilm)
+        v = np.where(below, v - rng.uniform(0.1, 0.3) * profile, v)
+    # Choroidal texture: vertical streaks and lumina under the RPE, fading with depth.
+    streaks = gaussian_filter(rng.standard_normal(size=(width,)).astype(np.float32), 1.5)
+    streaks /= streaks.std() + 1e-6
+    vessels = gaussian_filter(rng.standard_normal(size=(height, width)).astype(np.float32), (3, 5))
+    vessels /= vessels.std() + 1e-6
+    choroid = y > rpe + 6
+    v = np.where(choroid, v * (1 + 0.15 * streaks + 0.1 * vessels), v)
+    # A 30 dB linear signal with speckle over a speckled noise floor, then log-compressed.
+    grain = (rng.uniform(0.4, 0.7), rng.uniform(0.6, 1.1))  # axial finer than lateral, in pixels
+    looks = int(rng.integers(2, 9))
+    signal = 10 ** (3 * np.clip(v, 0, 1)) * _speckle(rng, (height, width), grain, looks)
+    floor = 10 ** (3 * rng.uniform(0.08, 0.16)) * _speckle(rng, (height, width), grain, looks)
+    shown = gaussian_filter(np.log10(signal + floor), 0.5)
+    # One real scan's grey levels, matched by rank.
+    target = np.asarray(style.quantiles[rng.integers(len(style.quantiles))], dtype=np.float32)
+    ranks = np.argsort(np.argsort(shown.ravel())).astype(np.float32) / (shown.size - 1)
+    out = np.interp(ranks, QUANTILES, target).reshape(height, width)
+    if rng.uniform() < style.wedge_rate:  # the white wedge that registration leaves at an edge
+        edge = rng.uniform(0, 0.12) * height + rng.uniform(-0.15, 0.15) * (x - rng.uniform(0, width))
+        wedge = y < edge if rng.uniform() < 0.5 else y > height - 1 - edge
+        out[wedge] = 255
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def generate_phantoms(

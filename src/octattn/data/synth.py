@@ -15,6 +15,7 @@ from PIL import Image
 
 from octattn.classes import CLASS_NAMES
 from octattn.data.phantom import DIFFICULTIES, generate_phantom
+from octattn.data.phantom_style import PhantomStyle
 from octattn.errors import DataError
 from octattn.io import atomic_write_text
 
@@ -32,10 +33,12 @@ def write_phantom_tree(
     size: tuple[int, int] = (256, 248),
     overwrite: bool = False,
     difficulty: str = "standard",
+    style: PhantomStyle | None = None,
 ) -> dict[str, int]:
     """Generate and write phantoms; ``per_class`` maps split name -> images per class.
 
-    ``difficulty`` names a setting of :data:`~octattn.data.phantom.DIFFICULTIES`. Returns
+    ``difficulty`` names a setting of :data:`~octattn.data.phantom.DIFFICULTIES`; a
+    ``style`` (:mod:`octattn.data.phantom_style`) renders them like real scans. Returns
     the number of images written per split.
     """
     if difficulty not in DIFFICULTIES:
@@ -51,7 +54,7 @@ def write_phantom_tree(
         written[split] = 0
         for _ in range(count):
             for label, name in enumerate(CLASS_NAMES):
-                phantom = generate_phantom(label, rng, width, height, DIFFICULTIES[difficulty])
+                phantom = generate_phantom(label, rng, width, height, DIFFICULTIES[difficulty], style)
                 patient += 1
                 image_path = out / split / name / f"{name}-{patient}-1.png"
                 image_path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,6 +65,14 @@ def write_phantom_tree(
                 written[split] += 1
     atomic_write_text(
         out / "phantoms.json",
-        json.dumps({"seed": seed, "size": list(size), "per_class": per_class, "difficulty": difficulty}),
+        json.dumps(
+            {
+                "seed": seed,
+                "size": list(size),
+                "per_class": per_class,
+                "difficulty": difficulty,
+                "style": style.source if style is not None else None,
+            }
+        ),
     )
     return written

@@ -1,0 +1,118 @@
+"""The real-scan benchmark's own logic: OCTDL's audited split and its leaks removed."""
+
+import csv
+from pathlib import Path
+
+from benchmarks.real_scans import headline, octdl_clean_manifest, table
+
+from tests.data.helpers import make_tree
+
+
+def test_octdl_clean_manifest_drops_the_later_copy_of_every_leak(tmp_path):
+    root = make_tree(
+        tmp_path / "octdl",
+        {
+            "train": {"AMD": ["amd_1_1.jpg", "amd_2_1.jpg"], "NO": ["no_3_1.jpg"]},
+            "val": {"AMD": ["amd_2_2.jpg"], "NO": ["no_4_1.jpg"]},
+            "test": {"AMD": ["amd_5_1.jpg", "amd_6_1.jpg"], "NO": ["no_7_1.jpg"]},
+        },
+    )
+    # the same file under another patient's name in test: OCTDL has 25 such
+    (root / "test" / "AMD" / "amd_6_1.jpg").write_bytes((root / "train" / "AMD" / "amd_1_1.jpg").read_bytes())
+    audit = octdl_clean_manifest(root, tmp_path / "clean.csv")
+    with (tmp_path / "clean.csv").open() as handle:
+        kept = {Path(r["path"]).name: r["split"] for r in csv.DictReader(handle)}
+    assert "amd_6_1.jpg" not in kept and "amd_2_2.jpg" not in kept  # the copy; patient 2 in train and val
+    assert kept["amd_1_1.jpg"] == "train" and kept["amd_2_1.jpg"] == "train" and kept["amd_5_1.jpg"] == "test"
+    assert audit["dropped"] == {"patient": 1, "exact": 1, "near": 0}
+    assert audit["dropped_by_split"] == {"train": 0, "val": 1, "test": 1}
+    assert audit["kept_counts"]["test"] == {"AMD": 1, "NO": 1}
+    assert str(root) not in str(audit)  # the data set's path never reaches the results
+
+
+def _fake_results() -> dict:
+    def run(acc: float) -> dict:
+        return {
+            "n": 307,
+            "accuracy": acc,
+            "accuracy_ci": [acc - 0.05, acc + 0.05],
+            "macro_f1": acc - 0.1,
+            "macro_f1_ci": [acc - 0.15, acc - 0.05],
+        }
+
+    names = [
+        "attention-scratch",
+        "attention-phantom",
+        "plain-scratch",
+        "plain-phantom",
+        "nomask-scratch",
+        "nomask-phantom",
+        "attention-phantom_standard",
+    ]
+    comparison = {"difference_points": 2.0, "p_value": 0.5}
+    zero = {"n": 307, "accuracy": 0.4, "macro_f1": 0.3, "accuracy_ci": [0.35, 0.45]}
+    stats = {"speckle_contrast": 0.2, "noise_floor": 20.0, "wedge_rate": 0.5, "distance_to_real": {"quantiles": 3.0}}
+    return {
+        "quick": False,
+        "size": 147,
+        "epochs": 6,
+        "seeds": [0, 1],
+        "oct2017_cv": {
+            "scans": 307,
+            "groups": 222,
+            "folds": 5,
+            "runs": {n: run(0.5 + 0.01 * i) for i, n in enumerate(names)},
+            "comparisons": {
+                "attention-phantom vs attention-scratch": comparison,
+                "plain-phantom vs plain-scratch": comparison,
+                "attention-scratch vs plain-scratch": comparison,
+            },
+        },
+        "octdl": {
+            "size": 128,
+            "epochs": 8,
+            "audit": {
+                "cross_split_patients": 1,
+                "exact_duplicate_groups": 25,
+                "near_duplicate_pairs": 43,
+                "dropped_by_split": {"train": 0, "val": 18, "test": 49},
+                "kept_counts": {"test": {"AMD": 300, "NO": 80}},
+            },
+            "runs": {
+                "attention-s0": {"accuracy": 0.6, "macro_f1": 0.5},
+                "attention-s1": {"accuracy": 0.6, "macro_f1": 0.3},
+                "plain-s0": {"accuracy": 0.5, "macro_f1": 0.45},
+                "plain-s1": {"accuracy": 0.5, "macro_f1": 0.45},
+            },
+            "comparisons": {"attention vs plain, seed 0": comparison},
+        },
+        "across": {
+            k: {"n": 100, "accuracy": 0.5, "macro_f1": 0.4, "recall": {"recall DME": 0.5}}
+            for k in ("oct2017_model_on_octdl", "octdl_model_on_oct2017")
+        },
+        "zero_shot": {f"{g}_{s}": zero for g in ("standard", "realistic") for s in ("all", "not_in_style")},
+        "phantom_statistics": {
+            "real": {"scans": 207, "speckle_contrast": 0.13, "noise_floor": 27.0, "wedge_rate": 0.7},
+            "standard": stats,
+            "realistic": stats,
+        },
+    }
+
+
+def test_headline_names_the_best_model_of_each_part_and_the_tables_show_every_run():
+    results = _fake_results()
+    top = headline(results)
+    assert top["oct2017_cv"]["best"] == "attention-phantom_standard" and top["oct2017_cv"]["accuracy"] == 0.56
+    # OCTDL: the best mean macro-F1 over seeds (plain 0.45 beats attention's 0.5 and 0.3)
+    assert top["octdl"] == {"best": "plain", "seeds": 2, "accuracy": 0.5, "macro_f1": 0.45}
+    assert set(top["zero_shot"]) == {"standard_all", "realistic_all"}
+    assert top["phantom_pretraining_gain_points"] == {
+        "attention-phantom vs attention-scratch": 2.0,
+        "plain-phantom vs plain-scratch": 2.0,
+    }
+    text = table(results)
+    for name in results["oct2017_cv"]["runs"]:
+        assert f"| {name} |" in text
+    assert "| plain-s1 | 50.0% | 45.0% |" in text
+    assert "67 later copies dropped (val 18, test 49), 380 test scans left" in text
+    assert "QUICK RUN" not in text
