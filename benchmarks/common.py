@@ -79,12 +79,15 @@ def measured_on(results: dict[str, Any]) -> str:
     return f"Measured{date} on {m['cpu']} ({m['cores']} cores{flags}), torch {m['torch']}."
 
 
-def write_results(name: str, results: dict[str, Any], table: Callable[[dict[str, Any]], str]) -> None:
+def write_results(
+    name: str, results: dict[str, Any], table: Callable[[dict[str, Any]], str], folder: Path = RESULTS
+) -> None:
     """``results/NAME.json`` (numbers + machine) and ``results/NAME.md``: ``table`` renders the
-    JSON, the same function the docs' tables come from (``benchmarks.docs_tables``)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    JSON, the same function the docs' tables come from (``benchmarks.docs_tables``). A check
+    run (``--quick``) passes its own ``folder`` so that it never replaces committed results."""
+    folder.mkdir(parents=True, exist_ok=True)
     payload = {"machine": machine(), **results}
-    atomic_write_text(RESULTS / f"{name}.json", json.dumps(payload, indent=1) + "\n")
+    atomic_write_text(folder / f"{name}.json", json.dumps(payload, indent=1) + "\n")
     text = table(payload).rstrip() + "\n\n" + measured_on(payload) + "\n"
-    atomic_write_text(RESULTS / f"{name}.md", text)
+    atomic_write_text(folder / f"{name}.md", text)
     print(text)

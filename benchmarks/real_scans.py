@@ -14,8 +14,10 @@ d. Phantoms that teach: the phantom-trained backbone's model on the 307 real sca
 
 One command, resumable (each run keeps its result under ``--work``): ``python -m
 benchmarks.real_scans [--quick] [--octdl PATH] [--size 147]``; writes
-``results/real_scans.{json,md}``. ``--quick`` checks the code path in a few minutes with
-tiny models; its numbers mean nothing.
+``results/real_scans.{json,md}``. ``--parts b,c --update`` reruns some parts and replaces only
+those in the committed results (each part names the machine it ran on). ``--quick`` checks the
+code path in a few minutes with tiny models; its numbers mean nothing and are written to its
+work folder (``runs/real-scans/quick/real_scans.{json,md}``), never over the committed ones.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from benchmarks.attention_study import Setup, _pretrain
-from benchmarks.common import REAL_DATA, write_results
+from benchmarks.common import REAL_DATA, RESULTS, machine, write_results
 from octattn.classes import CLASS_NAMES
 from octattn.data.audit import linked_groups, read_record
 from octattn.data.layout import IMAGE_SUFFIXES, Sample, find_dataset_root, parse_name
@@ -54,6 +56,13 @@ MODELS = {
     "plain": ["model=inception_v4"],
     "nomask": ["model=inception_v4_attention", "attention_mask=false"],
 }
+
+
+OCTDL_SCHEDULE = "onecycle"
+"""OCTDL from scratch: the demo's cosine with 20 warm-up steps learnt too slowly in 8 epochs
+(test macro-F1 0.18-0.27, validation accuracy falling as the balanced sampler pulled the
+predictions off AMD); an independent probe on the same split behaved the same in 4 epochs,
+and with one-cycle over 12 it reached 0.55 (the issue's probe)."""
 
 
 SMALL_DATA = ["batch_size=16", "warmup_steps=10"]
@@ -79,7 +88,7 @@ def plan(quick: bool, size: int) -> Plan:
     training images/s for the attention model at 147 px in bf16 on the AMX Xeon)."""
     if quick:
         return Plan(75, 1, 2, (0,), Setup(75, 3, 1, 0, 0, 1, 8), 75, 1)
-    return Plan(size, 4, 5, (0, 1), Setup(size, 150, 5, 0, 0, 1, 32), 128, 8)
+    return Plan(size, 4, 5, (0, 1), Setup(size, 150, 5, 0, 0, 1, 32), 128, 12)
 
 
 def oct2017_scans() -> list[dict[str, str]]:
@@ -311,7 +320,13 @@ def across(work: Path, p: Plan, octdl: Path, octdl_run: Path | None, backbone: P
     if octdl_run is None:
         octdl_run = work / "runs" / "across-octdl"
         if not (octdl_run / "model").exists():
-            overrides = [f"data={octdl}", f"image_size={p.octdl_size}", "balance=sampler", *common]
+            overrides = [
+                f"data={octdl}",
+                f"image_size={p.octdl_size}",
+                "balance=sampler",
+                f"schedule={OCTDL_SCHEDULE}",
+                *common,
+            ]
             train(
                 load_config(config_path("demo"), overrides),
                 octdl_run,
@@ -424,6 +439,7 @@ def octdl_whole(work: Path, p: Plan, octdl: Path) -> dict[str, Any]:
                 f"epochs={p.octdl_epochs}",
                 "val_fraction=0",
                 "balance=sampler",
+                f"schedule={OCTDL_SCHEDULE}",
                 f"seed={seed}",
                 "keep_checkpoint=false",
                 "ood_detector=false",
@@ -435,7 +451,14 @@ def octdl_whole(work: Path, p: Plan, octdl: Path) -> dict[str, Any]:
         for seed in p.seeds:
             pa, pb = pooled([runs[f"{a}-s{seed}"]]), pooled([runs[f"{b}-s{seed}"]])
             comparisons[f"{b} vs {a}, seed {seed}"] = paired(pa, pb)
-    return {"size": p.octdl_size, "epochs": p.octdl_epochs, "audit": audit, "runs": summary, "comparisons": comparisons}
+    return {
+        "size": p.octdl_size,
+        "epochs": p.octdl_epochs,
+        "schedule": OCTDL_SCHEDULE,
+        "audit": audit,
+        "runs": summary,
+        "comparisons": comparisons,
+    }
 
 
 PARTS = ("a", "b", "c", "d")
@@ -458,6 +481,12 @@ def main() -> int:
         help="part a's models that also start from the realistic phantoms' backbone (default: all three)",
     )
     parser.add_argument(
+        "--update",
+        action="store_true",
+        help="replace only the parts run now in the committed results file; each part keeps the "
+        "machine and date it was measured on",
+    )
+    parser.add_argument(
         "--parts",
         default=",".join(PARTS),
         help="comma-separated parts to run (a,b,c,d); the results file is written only when all run, "
@@ -467,6 +496,8 @@ def main() -> int:
     if not REAL_DATA.is_dir():
         print(f"skipped: {REAL_DATA} not found")
         return 0
+    if args.update and args.quick:
+        parser.error("--update replaces parts of the committed (full) results; a --quick run cannot")
     parts = set(args.parts.split(","))
     if not parts <= set(PARTS):
         parser.error(f"--parts: unknown part(s) {', '.join(sorted(parts - set(PARTS)))}; choose from a,b,c,d")
@@ -477,8 +508,12 @@ def main() -> int:
     results: dict[str, Any] = {"quick": args.quick, "size": p.size, "epochs": p.epochs, "seeds": list(p.seeds)}
     if "b" in parts and octdl is not None:
         results["octdl"] = octdl_whole(work, p, octdl)
+    needed = set()
     if parts & {"a", "c", "d"}:
-        backbones = {generator: phantom_backbone(work, p, generator) for generator in ("standard", "realistic")}
+        needed.add("realistic")
+    if "d" in parts or ("a" in parts and not args.no_standard_pretraining):
+        needed.add("standard")
+    backbones = {generator: phantom_backbone(work, p, generator) for generator in sorted(needed)}
     # d and c before a: part a's many runs come last, its standard-phantom runs last of all,
     # so that a run cut short for time loses the least.
     if "d" in parts:
@@ -492,15 +527,48 @@ def main() -> int:
         if not set(phantom_models) <= set(MODELS):
             parser.error(f"--phantom-models: choose from {', '.join(MODELS)}")
         results["oct2017_cv"] = oct2017_cv(work, p, backbones, not args.no_standard_pretraining, phantom_models)
-    if parts != set(PARTS):
-        print(f"parts {args.parts} done; run again without --parts to write the results")
+    if "oct2017_cv" in results:
+        for run in results["oct2017_cv"]["runs"].values():
+            run.pop("_order")
+            run.pop("_correct")
+    if args.update:
+        results = merged_results(RESULTS / "real_scans.json", results, parts, machine())
+    elif parts != set(PARTS):
+        print(f"parts {args.parts} done; run again without --parts (or with --update) to write the results")
         return 0
-    for run in results["oct2017_cv"]["runs"].values():
-        run.pop("_order")
-        run.pop("_correct")
     results["headline"] = headline(results)
-    write_results("real_scans", results, table)
+    # a check run's numbers mean nothing: they stay in its work folder, never over the committed ones
+    write_results("real_scans", results, table, work if args.quick else RESULTS)
     return 0
+
+
+PART_KEYS = {"a": ("oct2017_cv",), "b": ("octdl",), "c": ("across",), "d": ("zero_shot", "phantom_statistics")}
+"""The results keys each part writes."""
+
+
+def merged_results(
+    committed: Path, new: dict[str, Any], parts: set[str], measured_on: dict[str, Any]
+) -> dict[str, Any]:
+    """The committed results with the parts run now replaced (``--update``).
+
+    Every part carries the machine it was measured on: a part run now gets ``measured_on``,
+    one kept from the file gets the file's machine (unless it already names one), so that a
+    table of parts measured on two CPUs says which is which.
+    """
+    if not committed.is_file():
+        raise SystemExit(f"{committed}: no results to update; run the whole benchmark first")
+    old = json.loads(committed.read_text())
+    old_machine = old.pop("machine")
+    old.pop("headline", None)
+    for part, keys in PART_KEYS.items():
+        for key in keys:
+            if part in parts:
+                if key not in new:
+                    raise SystemExit(f"--update: part {part} gave no {key} (is --octdl missing?)")
+                old[key] = {**new[key], "machine": measured_on}
+            elif key in old:
+                old[key].setdefault("machine", old_machine)
+    return old
 
 
 def headline(results: dict[str, Any]) -> dict[str, Any]:
@@ -518,7 +586,9 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         }
         top = max(means, key=lambda m: means[m]["macro_f1"])
         out["octdl"] = {"best": top, "seeds": len(by_model[top]), **means[top]}
-    out["across"] = {k: {m: v[m] for m in ("n", "accuracy", "macro_f1")} for k, v in results["across"].items()}
+    out["across"] = {
+        k: {m: v[m] for m in ("n", "accuracy", "macro_f1")} for k, v in results["across"].items() if k != "machine"
+    }
     out["zero_shot"] = {
         k: {m: v[m] for m in ("n", "accuracy", "macro_f1")}
         for k, v in results["zero_shot"].items()
@@ -544,6 +614,14 @@ def _ci(value: float, interval: list[float]) -> str:
     return f"{_pct(value)} ({_pct(interval[0])}-{_pct(interval[1])})"
 
 
+def _measured(part: dict[str, Any], results: dict[str, Any]) -> str:
+    """ " (measured on CPU, date)" where a part was measured on another machine than the file's."""
+    m = part.get("machine")
+    if not m or m["cpu"] == results["machine"]["cpu"]:
+        return ""
+    return f" (measured {m['date'][:10]} on {m['cpu']}, {m['cores']} cores; {m['cpu_flags']})"
+
+
 def _comparison_rows(comparisons: dict[str, Any]) -> list[str]:
     lines = ["| paired comparison (same scans) | B - A, points | McNemar p |", "| --- | ---: | ---: |"]
     for name, c in comparisons.items():
@@ -559,7 +637,7 @@ def table(results: dict[str, Any]) -> str:
         f"**a. OCT2017**, {cv['scans']} real scans in {cv['groups']} patient groups, "
         f"{cv['folds']}-fold cross-validation, {results['size']} px, {results['epochs']} epochs, pooled out-of-fold "
         "(phantom = the realistic phantoms' "
-        "backbone; phantom_standard = the standard phantoms'):",
+        f"backbone; phantom_standard = the standard phantoms'){_measured(cv, results)}:",
         "",
         "| model | accuracy (95% CI) | macro-F1 (95% CI) |",
         "| --- | ---: | ---: |",
@@ -578,7 +656,8 @@ def table(results: dict[str, Any]) -> str:
             f"near-duplicate pairs across splits; {sum(audit['dropped_by_split'].values())} later copies dropped "
             f"(val {audit['dropped_by_split']['val']}, test {audit['dropped_by_split']['test']}), "
             f"{test_n} test scans left. "
-            f"{o['size']} px, {o['epochs']} epochs, class-balanced sampling:",
+            f"{o['size']} px, {o['epochs']} epochs, {o.get('schedule', 'cosine')} schedule, class-balanced sampling"
+            f"{_measured(o, results)}:",
             "",
             "| OCTDL run | test accuracy | test macro-F1 |",
             "| --- | ---: | ---: |",
@@ -587,7 +666,7 @@ def table(results: dict[str, Any]) -> str:
             lines.append(f"| {name} | {_pct(run['accuracy'])} | {_pct(run['macro_f1'])} |")
         lines += ["", *_comparison_rows(o["comparisons"])]
     a = results["across"]
-    lines += ["", "**c. Across data sets** (through `--class-map`):", ""]
+    lines += ["", f"**c. Across data sets** (through `--class-map`){_measured(a, results)}:", ""]
     for key, label in (
         ("oct2017_model_on_octdl", "OCT2017 model on every OCTDL NO and DME scan (NO->NORMAL)"),
         ("octdl_model_on_oct2017", "OCTDL model on OCT2017's NORMAL and DME scans (NORMAL->NO)"),
@@ -599,7 +678,7 @@ def table(results: dict[str, Any]) -> str:
     lines += [
         "",
         "**d. Phantoms that teach**: a model trained on phantoms only, on real OCT2017 scans "
-        "(unseen = not among the 100 scans the realistic style was learnt from):",
+        f"(unseen = not among the 100 scans the realistic style was learnt from){_measured(z, results)}:",
         "",
         "| phantoms | all real scans: accuracy (95% CI) | macro-F1 | unseen scans: accuracy (95% CI) |",
         "| --- | ---: | ---: | ---: |",

@@ -1,9 +1,11 @@
 """The real-scan benchmark's own logic: OCTDL's audited split and its leaks removed."""
 
 import csv
+import json
 from pathlib import Path
 
-from benchmarks.real_scans import headline, octdl_clean_manifest, table
+import pytest
+from benchmarks.real_scans import headline, merged_results, octdl_clean_manifest, table
 
 from tests.data.helpers import make_tree
 
@@ -116,3 +118,44 @@ def test_headline_names_the_best_model_of_each_part_and_the_tables_show_every_ru
     assert "| plain-s1 | 50.0% | 45.0% |" in text
     assert "67 later copies dropped (val 18, test 49), 380 test scans left" in text
     assert "QUICK RUN" not in text
+
+
+def _machine(cpu: str, date: str) -> dict:
+    return {"cpu": cpu, "cores": 2, "cpu_flags": "avx2", "date": date}
+
+
+def test_update_replaces_only_the_parts_run_and_each_part_names_its_machine(tmp_path):
+    old = {"machine": _machine("Intel Xeon", "2026-12-01"), **_fake_results()}
+    committed = tmp_path / "real_scans.json"
+    committed.write_text(json.dumps(old))
+    fresh_octdl = {**old["octdl"], "runs": {"plain-s0": {"accuracy": 0.7, "macro_f1": 0.6}}}
+    now = _machine("AMD EPYC", "2026-12-02")
+    merged = merged_results(committed, {"octdl": fresh_octdl}, {"b"}, now)
+    assert merged["octdl"]["runs"] == {"plain-s0": {"accuracy": 0.7, "macro_f1": 0.6}}
+    assert merged["octdl"]["machine"] == now
+    assert merged["oct2017_cv"]["runs"] == old["oct2017_cv"]["runs"]  # part a kept as it was
+    assert merged["oct2017_cv"]["machine"]["cpu"] == "Intel Xeon"
+    assert merged["zero_shot"]["machine"]["cpu"] == "Intel Xeon"
+    # the table (its file's machine is the one it is written on) names the other CPU where it was used
+    text = table({**merged, "machine": now})
+    assert "(measured 2026-12-01 on Intel Xeon" in text.split("**b. OCTDL**")[0]
+    assert "on AMD EPYC" not in text
+    assert headline(merged)["octdl"]["best"] == "plain"
+
+
+def test_update_refuses_a_part_that_gave_nothing_and_a_missing_file(tmp_path):
+    committed = tmp_path / "real_scans.json"
+    with pytest.raises(SystemExit, match="no results to update"):
+        merged_results(committed, {}, {"b"}, _machine("x", "2026-12-02"))
+    committed.write_text(json.dumps({"machine": _machine("Intel Xeon", "2026-12-01"), **_fake_results()}))
+    with pytest.raises(SystemExit, match="part b gave no octdl"):
+        merged_results(committed, {}, {"b"}, _machine("x", "2026-12-02"))
+
+
+def test_results_go_to_the_folder_asked_for(tmp_path):
+    """A --quick run passes its work folder, so that it never writes over the committed results."""
+    from benchmarks.common import write_results
+
+    write_results("real_scans", {"x": 1}, lambda r: f"x = {r['x']}", tmp_path / "quick")
+    assert json.loads((tmp_path / "quick" / "real_scans.json").read_text())["x"] == 1
+    assert (tmp_path / "quick" / "real_scans.md").read_text().startswith("x = 1")

@@ -27,6 +27,20 @@ def test_warmup_is_linear():
     assert [lr_factor(s, 100, "cosine", 4) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
 
 
+def test_onecycle_follows_torch_one_cycle_lr():
+    """Our LambdaLR factor traces torch's OneCycleLR (cosine annealing, its defaults) step by step."""
+    total = 57
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.2)
+    reference = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.2, total_steps=total)
+    expected = []
+    for _ in range(total):
+        expected.append(optimizer.param_groups[0]["lr"] / 0.2)
+        optimizer.step()
+        reference.step()
+    ours = [lr_factor(s, total, "onecycle", warmup_steps=10) for s in range(total)]
+    assert ours == pytest.approx(expected, rel=1e-6, abs=1e-9)
+
+
 @pytest.mark.parametrize("weights", [None, torch.tensor([1.0, 1.0, 4.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])])
 def test_shards_of_two_ranks_are_the_single_order(weights):
     single = EpochShardSampler(10, DistInfo(0, 1), seed=3, weights=weights)

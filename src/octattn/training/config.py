@@ -57,7 +57,7 @@ class TrainConfig:
     lr_mask_factor: float = setting(1.0, "the soft-mask branches at lr_new times this")
     momentum: float = setting(0.9, "SGD momentum")
     weight_decay: float = setting(1e-4, "weight decay of convolution and linear weights (not BN, not biases)")
-    schedule: str = setting("constant", "learning-rate schedule: constant | cosine | step")
+    schedule: str = setting("constant", "learning-rate schedule: constant | cosine | step | onecycle")
     warmup_steps: int = setting(0, "linear warm-up steps")
     epochs: int = setting(20, "passes over the (balanced) training set")
     batch_size: int = setting(32, "global batch, split over the processes")
@@ -115,7 +115,7 @@ class TrainConfig:
             "model": MODEL_NAMES,
             "policy": POLICIES,
             "optimizer": ("sgd", "adamw"),
-            "schedule": ("constant", "cosine", "step"),
+            "schedule": ("constant", "cosine", "step", "onecycle"),
             "preprocess": PREPROCESS_MODES,
             "balance": ("triple", "sampler", "loss_weights", "none"),
             "amp": ("auto", "bf16", "off"),

@@ -71,8 +71,27 @@ def set_model_mode(model: nn.Module, bn: str) -> None:
                 module.eval()
 
 
+ONECYCLE_RISE = 0.3
+ONECYCLE_DIV = 25.0
+ONECYCLE_FINAL_DIV = 1e4
+"""torch.optim.lr_scheduler.OneCycleLR's defaults: pct_start, div_factor, final_div_factor."""
+
+
 def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int) -> float:
-    """Multiplier of the base learning rates at ``step`` (linear warm-up, then the schedule)."""
+    """Multiplier of the base learning rates at ``step`` (linear warm-up, then the schedule).
+
+    ``onecycle`` is torch's ``OneCycleLR`` shape (its defaults; ``warmup_steps`` is ignored):
+    a cosine rise from 1/25 over the first 30% of the steps, then a cosine fall to 1/250,000.
+    The issue's from-scratch OCTDL probe learnt with it where a short linear warm-up learnt slower.
+    """
+    if schedule == "onecycle":
+        # torch's phase ends: the peak at step 0.3 * total - 1, the floor at the last step
+        peak, last = ONECYCLE_RISE * total_steps - 1, max(1.0, total_steps - 1.0)
+        start, end = 1 / ONECYCLE_DIV, 1 / (ONECYCLE_DIV * ONECYCLE_FINAL_DIV)
+        if step <= peak:
+            return start + (1 - start) * 0.5 * (1 - math.cos(math.pi * step / max(peak, 1e-9)))
+        fall = min(1.0, (step - peak) / max(last - peak, 1e-9))
+        return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * fall))
     if warmup_steps and step < warmup_steps:
         return (step + 1) / warmup_steps
     if schedule == "constant":
