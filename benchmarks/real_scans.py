@@ -62,7 +62,7 @@ OCTDL_SCHEDULE = "onecycle"
 """OCTDL from scratch: the demo's cosine with 20 warm-up steps learnt too slowly in 8 epochs
 (test macro-F1 0.18-0.27, validation accuracy falling as the balanced sampler pulled the
 predictions off AMD); an independent probe on the same split behaved the same in 4 epochs,
-and with one-cycle over 12 it reached 0.55 (the issue's probe)."""
+and with one-cycle over 12 epochs octattn's six runs reach 0.40-0.46."""
 
 
 SMALL_DATA = ["batch_size=16", "warmup_steps=10"]
@@ -551,23 +551,24 @@ def merged_results(
 ) -> dict[str, Any]:
     """The committed results with the parts run now replaced (``--update``).
 
-    Every part carries the machine it was measured on: a part run now gets ``measured_on``,
-    one kept from the file gets the file's machine (unless it already names one), so that a
-    table of parts measured on two CPUs says which is which.
+    ``machines`` maps each part's results key to the machine it was measured on: a part run
+    now gets ``measured_on``, one kept from the file keeps its entry (or the file's machine),
+    so that a table of parts measured on two CPUs says which is which.
     """
     if not committed.is_file():
         raise SystemExit(f"{committed}: no results to update; run the whole benchmark first")
     old = json.loads(committed.read_text())
     old_machine = old.pop("machine")
     old.pop("headline", None)
+    machines = old.setdefault("machines", {})
     for part, keys in PART_KEYS.items():
         for key in keys:
             if part in parts:
                 if key not in new:
                     raise SystemExit(f"--update: part {part} gave no {key} (is --octdl missing?)")
-                old[key] = {**new[key], "machine": measured_on}
+                old[key], machines[key] = new[key], measured_on
             elif key in old:
-                old[key].setdefault("machine", old_machine)
+                machines.setdefault(key, old_machine)
     return old
 
 
@@ -586,9 +587,7 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         }
         top = max(means, key=lambda m: means[m]["macro_f1"])
         out["octdl"] = {"best": top, "seeds": len(by_model[top]), **means[top]}
-    out["across"] = {
-        k: {m: v[m] for m in ("n", "accuracy", "macro_f1")} for k, v in results["across"].items() if k != "machine"
-    }
+    out["across"] = {k: {m: v[m] for m in ("n", "accuracy", "macro_f1")} for k, v in results["across"].items()}
     out["zero_shot"] = {
         k: {m: v[m] for m in ("n", "accuracy", "macro_f1")}
         for k, v in results["zero_shot"].items()
@@ -614,9 +613,9 @@ def _ci(value: float, interval: list[float]) -> str:
     return f"{_pct(value)} ({_pct(interval[0])}-{_pct(interval[1])})"
 
 
-def _measured(part: dict[str, Any], results: dict[str, Any]) -> str:
+def _measured(key: str, results: dict[str, Any]) -> str:
     """ " (measured on CPU, date)" where a part was measured on another machine than the file's."""
-    m = part.get("machine")
+    m = results.get("machines", {}).get(key)
     if not m or m["cpu"] == results["machine"]["cpu"]:
         return ""
     return f" (measured {m['date'][:10]} on {m['cpu']}, {m['cores']} cores; {m['cpu_flags']})"
@@ -637,7 +636,7 @@ def table(results: dict[str, Any]) -> str:
         f"**a. OCT2017**, {cv['scans']} real scans in {cv['groups']} patient groups, "
         f"{cv['folds']}-fold cross-validation, {results['size']} px, {results['epochs']} epochs, pooled out-of-fold "
         "(phantom = the realistic phantoms' "
-        f"backbone; phantom_standard = the standard phantoms'){_measured(cv, results)}:",
+        f"backbone; phantom_standard = the standard phantoms'){_measured('oct2017_cv', results)}:",
         "",
         "| model | accuracy (95% CI) | macro-F1 (95% CI) |",
         "| --- | ---: | ---: |",
@@ -657,7 +656,7 @@ def table(results: dict[str, Any]) -> str:
             f"(val {audit['dropped_by_split']['val']}, test {audit['dropped_by_split']['test']}), "
             f"{test_n} test scans left. "
             f"{o['size']} px, {o['epochs']} epochs, {o.get('schedule', 'cosine')} schedule, class-balanced sampling"
-            f"{_measured(o, results)}:",
+            f"{_measured('octdl', results)}:",
             "",
             "| OCTDL run | test accuracy | test macro-F1 |",
             "| --- | ---: | ---: |",
@@ -666,7 +665,7 @@ def table(results: dict[str, Any]) -> str:
             lines.append(f"| {name} | {_pct(run['accuracy'])} | {_pct(run['macro_f1'])} |")
         lines += ["", *_comparison_rows(o["comparisons"])]
     a = results["across"]
-    lines += ["", f"**c. Across data sets** (through `--class-map`){_measured(a, results)}:", ""]
+    lines += ["", f"**c. Across data sets** (through `--class-map`){_measured('across', results)}:", ""]
     for key, label in (
         ("oct2017_model_on_octdl", "OCT2017 model on every OCTDL NO and DME scan (NO->NORMAL)"),
         ("octdl_model_on_oct2017", "OCTDL model on OCT2017's NORMAL and DME scans (NORMAL->NO)"),
@@ -678,7 +677,7 @@ def table(results: dict[str, Any]) -> str:
     lines += [
         "",
         "**d. Phantoms that teach**: a model trained on phantoms only, on real OCT2017 scans "
-        f"(unseen = not among the 100 scans the realistic style was learnt from){_measured(z, results)}:",
+        f"(unseen = not among the 100 scans the realistic style was learnt from){_measured('zero_shot', results)}:",
         "",
         "| phantoms | all real scans: accuracy (95% CI) | macro-F1 | unseen scans: accuracy (95% CI) |",
         "| --- | ---: | ---: | ---: |",

@@ -132,10 +132,10 @@ def test_update_replaces_only_the_parts_run_and_each_part_names_its_machine(tmp_
     now = _machine("AMD EPYC", "2026-12-02")
     merged = merged_results(committed, {"octdl": fresh_octdl}, {"b"}, now)
     assert merged["octdl"]["runs"] == {"plain-s0": {"accuracy": 0.7, "macro_f1": 0.6}}
-    assert merged["octdl"]["machine"] == now
+    assert merged["machines"]["octdl"] == now
     assert merged["oct2017_cv"]["runs"] == old["oct2017_cv"]["runs"]  # part a kept as it was
-    assert merged["oct2017_cv"]["machine"]["cpu"] == "Intel Xeon"
-    assert merged["zero_shot"]["machine"]["cpu"] == "Intel Xeon"
+    assert merged["machines"]["oct2017_cv"]["cpu"] == "Intel Xeon"
+    assert merged["machines"]["zero_shot"]["cpu"] == "Intel Xeon"
     # the table (its file's machine is the one it is written on) names the other CPU where it was used
     text = table({**merged, "machine": now})
     assert "(measured 2026-12-01 on Intel Xeon" in text.split("**b. OCTDL**")[0]
