@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, machine
+from benchmarks.common import RESULTS, machine, save_backbone
 from octattn.data.synth import write_phantom_tree
 from octattn.demo import config_path
 from octattn.evaluation.compare import compare_models
@@ -146,8 +146,6 @@ def _phantoms(work: Path, setup: Setup) -> dict[str, Path]:
 
 def _pretrain(work: Path, data: Path, setup: Setup) -> Path:
     """Plain Inception-v4 on standard phantoms; its backbone as a weights file."""
-    from safetensors.torch import load_file, save_file
-
     backbone = work / "backbone.safetensors"
     if backbone.exists():
         return backbone
@@ -162,11 +160,7 @@ def _pretrain(work: Path, data: Path, setup: Setup) -> Path:
         "amp=auto",
     ]
     train(load_config(config_path("demo"), overrides), run, overwrite=True, progress=False)
-    state = {
-        k: v for k, v in load_file(str(run / "model" / "model.safetensors")).items() if not k.startswith("last_linear.")
-    }
-    save_file(state, str(backbone))
-    return backbone
+    return save_backbone(run / "model", backbone)
 
 
 def _epochs(run_dir: Path) -> list[dict[str, float]]:

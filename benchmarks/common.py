@@ -79,6 +79,19 @@ def measured_on(results: dict[str, Any]) -> str:
     return f"Measured{date} on {m['cpu']} ({m['cores']} cores{flags}), torch {m['torch']}."
 
 
+def save_backbone(bundle: Path, out: Path) -> Path:
+    """A trained bundle's weights without its classifier (``last_linear``), as a ``weights=``
+    file for another run: the new run's head starts fresh whatever its class count. Written
+    atomically (a cut-short write never passes for a finished backbone)."""
+    from safetensors.torch import load_file, save_file
+
+    state = {k: v for k, v in load_file(str(bundle / "model.safetensors")).items() if not k.startswith("last_linear.")}
+    partial = out.with_name(out.name + ".partial")
+    save_file(state, str(partial))
+    os.replace(partial, out)
+    return out
+
+
 def write_results(
     name: str, results: dict[str, Any], table: Callable[[dict[str, Any]], str], folder: Path = RESULTS
 ) -> None:

@@ -11,6 +11,9 @@ c. Across data sets: an OCT2017-trained model on OCTDL's NO and DME (``--class-m
    OCTDL-trained model on OCT2017's NORMAL and DME.
 d. Phantoms that teach: the phantom-trained backbone's model on the 307 real scans with no
    real training, and what phantom pretraining adds over scratch (paired, out of fold).
+e. Real OCT pretraining (``--octdl PATH``): part a's folds and recipe from the backbone of
+   part b's plain OCTDL model (another device, other classes, no OCT2017 patient), paired
+   with scratch: the nearest thing to ImageNet transfer that is reachable offline.
 
 One command, resumable (each run keeps its result under ``--work``): ``python -m
 benchmarks.real_scans [--quick] [--octdl PATH] [--size 147]``; writes
@@ -34,7 +37,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from benchmarks.attention_study import Setup, _pretrain
-from benchmarks.common import REAL_DATA, RESULTS, machine, write_results
+from benchmarks.common import REAL_DATA, RESULTS, machine, save_backbone, write_results
 from octattn.classes import CLASS_NAMES
 from octattn.data.audit import linked_groups, read_record
 from octattn.data.layout import IMAGE_SUFFIXES, Sample, find_dataset_root, parse_name
@@ -46,7 +49,7 @@ from octattn.evaluation.evaluate import evaluate_model
 from octattn.evaluation.metrics import headline_metrics
 from octattn.evaluation.uncertainty import mcnemar_exact, patient_bootstrap
 from octattn.io import atomic_write_text
-from octattn.training.config import load_config
+from octattn.training.config import RUN_CONFIG, absolute_paths, differing_keys, load_config
 from octattn.training.loop import train
 
 EXTRA = REAL_DATA.parent / "oct2017-extra"
@@ -58,16 +61,16 @@ MODELS = {
 }
 
 
-OCTDL_SCHEDULE = "onecycle"
-"""OCTDL from scratch: the demo's cosine with 20 warm-up steps learnt too slowly in 8 epochs
-(test macro-F1 0.18-0.27, validation accuracy falling as the balanced sampler pulled the
-predictions off AMD); an independent probe on the same split behaved the same in 4 epochs,
-and with one-cycle over 12 epochs octattn's six runs reach 0.40-0.46."""
+REAL_SCHEDULE = "onecycle"
+"""Every real-data run's schedule. OCTDL from scratch: the demo's cosine with 20 warm-up steps
+learnt too slowly in 8 epochs (test macro-F1 0.18-0.27, validation accuracy falling as the
+balanced sampler pulled the predictions off AMD); an independent probe on the same split
+behaved the same in 4 epochs, and with one-cycle over 12 epochs octattn's six runs reach
+0.40-0.46. OCT2017's folds followed (before: cosine, 10 warm-up steps, 4 epochs, near chance)."""
 
 
-SMALL_DATA = ["batch_size=16", "warmup_steps=10"]
-"""About 220 training scans per fold: smaller batches give the few epochs more steps, and the
-demo's 20 warm-up steps would be half of them."""
+SMALL_DATA = ["batch_size=16", f"schedule={REAL_SCHEDULE}"]
+"""About 220 training scans per fold: smaller batches give the few epochs more steps."""
 
 
 @dataclass(frozen=True)
@@ -84,11 +87,12 @@ class Plan:
 
 
 def plan(quick: bool, size: int) -> Plan:
-    """The benchmark's sizes; the full plan is cut to fit 3 hours on a 2-core CPU (about 15
-    training images/s for the attention model at 147 px in bf16 on the AMX Xeon)."""
+    """The benchmark's sizes; the full plan is cut to fit about 3 hours on a 2-core CPU (the
+    attention model trains at about 15 images/s at 147 px in bf16 on the AMX Xeon, 20 on the
+    faster of the AMD EPYCs)."""
     if quick:
         return Plan(75, 1, 2, (0,), Setup(75, 3, 1, 0, 0, 1, 8), 75, 1)
-    return Plan(size, 4, 5, (0, 1), Setup(size, 150, 5, 0, 0, 1, 32), 128, 12)
+    return Plan(size, 12, 5, (0, 1), Setup(size, 150, 5, 0, 0, 1, 32), 128, 12)
 
 
 def oct2017_scans() -> list[dict[str, str]]:
@@ -118,12 +122,23 @@ def fold_manifest(rows: list[dict[str, str]], test: set[int], out: Path) -> Path
 
 
 def run_once(name: str, work: Path, data: Path, overrides: list[str], split: str = "test") -> dict[str, Any]:
-    """Train (unless done) and evaluate one run; its result is kept in ``RUN/result.json``."""
+    """Train (unless done) and evaluate one run; its result is kept in ``RUN/result.json``.
+
+    A finished run is reused only if it was made with the same settings: a recipe changed in
+    the code since would otherwise be reported under the old run's numbers.
+
+    Raises:
+        SystemExit: ``RUN`` finished with other settings (it is never overwritten unasked).
+    """
     run = work / "runs" / name
     result_file = run / "result.json"
-    if result_file.exists():
-        return json.loads(result_file.read_text())
     config = load_config(config_path("demo"), [f"data={data}", *overrides])
+    if result_file.exists():
+        changed = differing_keys(absolute_paths(load_config(run / RUN_CONFIG)), absolute_paths(config))
+        if changed:
+            keys = "; ".join(f"{k} {old!r} there, {new!r} now" for k, (old, new) in changed.items())
+            raise SystemExit(f"{run}: finished with other settings ({keys}); move it away or pass another --work")
+        return json.loads(result_file.read_text())
     train(config, run, overwrite=True, progress=False, log=lambda _: None)
     evaluation = evaluate_model(run, data, split, resamples=200)
     report = evaluation.report
@@ -183,35 +198,46 @@ def _backbone_file(run: Path) -> Path:
     return run.parent / "backbone.safetensors"
 
 
-def oct2017_cv(
+PAIRS_A = (
+    ("plain-scratch", "attention-scratch"),
+    ("nomask-scratch", "attention-scratch"),
+    ("plain-phantom", "attention-phantom"),
+    ("nomask-phantom", "attention-phantom"),
+    ("attention-scratch", "attention-phantom"),
+    ("plain-scratch", "plain-phantom"),
+    ("nomask-scratch", "nomask-phantom"),
+    ("attention-scratch", "attention-phantom_standard"),
+    ("attention-phantom_standard", "attention-phantom"),
+)
+"""Part a's paired comparisons (A, B), each made where both runs are in the plan."""
+
+PAIRS_E = (
+    ("attention-scratch", "attention-octdl"),
+    ("plain-scratch", "plain-octdl"),
+    ("plain-octdl", "attention-octdl"),
+    ("nomask-octdl", "attention-octdl"),
+)
+"""Part e's: what real pretraining adds to each model, and the paper's question from it."""
+
+
+def cross_validated(
     work: Path,
     p: Plan,
-    backbones: dict[str, Path],
-    standard_pretraining: bool = True,
-    phantom_models: tuple[str, ...] = tuple(MODELS),
+    configs: list[tuple[str, str]],
+    weights: dict[str, Path],
+    pairs: tuple[tuple[str, str], ...],
 ) -> dict[str, Any]:
-    """Patient-grouped k-fold CV of the three models from scratch, of ``phantom_models`` from
-    the realistic phantoms' backbone, and of the attention model from the standard phantoms'
-    backbone (unless ``standard_pretraining`` is off)."""
+    """Patient-grouped k-fold CV on the 307 OCT2017 scans of each (model, start) in
+    ``configs``; a start named in ``weights`` loads that backbone file, ``scratch`` none.
+    The folds, the recipe and the run names depend on nothing else, so a run shared by two
+    parts (``attention-scratch``) is trained once."""
     rows = oct2017_scans()
     labels = [CLASS_NAMES.index(r["label"]) for r in rows]
     folds = StratifiedGroupKFold(n_splits=p.folds, shuffle=True, random_state=0)
     splits = list(folds.split(np.zeros(len(rows)), labels, [r["group"] for r in rows]))
-    configs = [
-        (model, init)
-        for model in MODELS
-        for init in ("scratch", "phantom")
-        if init == "scratch" or model in phantom_models
-    ]
-    if standard_pretraining:  # did realism change what pretraining adds? (last: the first to cut)
-        configs.append(("attention", "phantom_standard"))
     runs: dict[str, dict[str, Any]] = {}
     for model, init in configs:
-        init_overrides = {
-            "scratch": [],
-            "phantom": [f"weights={_backbone_file(backbones['realistic'])}"],
-            "phantom_standard": [f"weights={_backbone_file(backbones['standard'])}"],
-        }[init]
+        init_overrides = [f"weights={weights[init]}"] if init != "scratch" else []
         per_fold = []
         for k, (_, test) in enumerate(splits):
             manifest = fold_manifest(rows, set(test.tolist()), work / f"oct2017-fold{k}.csv")
@@ -227,28 +253,84 @@ def oct2017_cv(
             ]
             per_fold.append(run_once(f"oct2017-{model}-{init}-fold{k}", work, manifest, overrides))
         runs[f"{model}-{init}"] = pooled(per_fold)
-    comparisons = {
-        f"{b} vs {a}": paired(runs[a], runs[b])
-        for a, b in (
-            ("plain-scratch", "attention-scratch"),
-            ("nomask-scratch", "attention-scratch"),
-            ("plain-phantom", "attention-phantom"),
-            ("nomask-phantom", "attention-phantom"),
-            ("attention-scratch", "attention-phantom"),
-            ("plain-scratch", "plain-phantom"),
-            ("nomask-scratch", "nomask-phantom"),
-            ("attention-scratch", "attention-phantom_standard"),
-            ("attention-phantom_standard", "attention-phantom"),
-        )
-        if a in runs and b in runs
-    }
+    comparisons = {f"{b} vs {a}": paired(runs[a], runs[b]) for a, b in pairs if a in runs and b in runs}
     return {
         "scans": len(rows),
         "groups": len({r["group"] for r in rows}),
         "folds": p.folds,
+        "epochs": p.epochs,
+        "schedule": REAL_SCHEDULE,
         "runs": runs,
         "comparisons": comparisons,
     }
+
+
+def oct2017_cv(
+    work: Path,
+    p: Plan,
+    backbones: dict[str, Path],
+    standard_pretraining: bool = True,
+    phantom_models: tuple[str, ...] = tuple(MODELS),
+) -> dict[str, Any]:
+    """Part a: the three models from scratch, ``phantom_models`` from the realistic phantoms'
+    backbone, and the attention model from the standard phantoms' backbone (unless
+    ``standard_pretraining`` is off)."""
+    configs = [
+        (model, init)
+        for model in MODELS
+        for init in ("scratch", "phantom")
+        if init == "scratch" or model in phantom_models
+    ]
+    if standard_pretraining:  # did realism change what pretraining adds? (last: the first to cut)
+        configs.append(("attention", "phantom_standard"))
+    weights = {
+        init: _backbone_file(backbones[generator])
+        for init, generator in (("phantom", "realistic"), ("phantom_standard", "standard"))
+        if generator in backbones
+    }
+    return cross_validated(work, p, configs, weights, PAIRS_A)
+
+
+def octdl_overrides(p: Plan, model: str, seed: int) -> list[str]:
+    """Part b's recipe for one model and seed (OCTDL's split: no validation carved out)."""
+    return [
+        *MODELS[model],
+        f"image_size={p.octdl_size}",
+        f"epochs={p.octdl_epochs}",
+        "val_fraction=0",
+        "balance=sampler",
+        f"schedule={REAL_SCHEDULE}",
+        f"seed={seed}",
+        "keep_checkpoint=false",
+        "ood_detector=false",
+    ]
+
+
+def octdl_run(work: Path, p: Plan, octdl: Path, model: str, seed: int) -> Path:
+    """One of part b's runs, trained here (the same run, the same name) where part b has not
+    run yet, for the parts that build on it; returns its run folder."""
+    manifest = work / "octdl-clean.csv"
+    if not manifest.exists():
+        octdl_clean_manifest(octdl, manifest)
+    name = f"octdl-{model}-s{seed}"
+    run_once(name, work, manifest, octdl_overrides(p, model, seed))
+    return work / "runs" / name
+
+
+def octdl_backbone(work: Path, p: Plan, octdl: Path) -> Path:
+    """Part b's plain model of seed 0 as a backbone file: 1,224 real OCTDL training scans,
+    none of them OCT2017's."""
+    run = octdl_run(work, p, octdl, "plain", 0)
+    backbone = work / "octdl-backbone.safetensors"
+    return backbone if backbone.exists() else save_backbone(run / "model", backbone)
+
+
+def oct2017_transfer(work: Path, p: Plan, octdl: Path) -> dict[str, Any]:
+    """Part e: real OCT pretraining. Part a's folds and recipe, the three models from the
+    OCTDL-trained backbone (another device, other classes, other patients) beside the
+    attention and plain models from scratch (paired)."""
+    configs = [("attention", "scratch"), ("plain", "scratch"), *((model, "octdl") for model in MODELS)]
+    return cross_validated(work, p, configs, {"octdl": octdl_backbone(work, p, octdl)}, PAIRS_E)
 
 
 def zero_shot(work: Path, backbones: dict[str, Path]) -> dict[str, Any]:
@@ -305,7 +387,7 @@ def phantom_statistics(per_generator: int = 200) -> dict[str, Any]:
     return out
 
 
-def across(work: Path, p: Plan, octdl: Path, octdl_run: Path | None, backbone: Path) -> dict[str, Any]:
+def across(work: Path, p: Plan, octdl: Path, octdl_model: Path | None, backbone: Path) -> dict[str, Any]:
     """An OCT2017-trained attention model (all 307 scans, from the realistic-phantom backbone)
     on every OCTDL NO and DME scan, and an OCTDL-trained one (part b's, seed 0, or trained
     here on ``octdl``) on OCT2017's NORMAL and DME scans."""
@@ -317,19 +399,19 @@ def across(work: Path, p: Plan, octdl: Path, octdl_run: Path | None, backbone: P
         manifest = fold_manifest(rows, set(), work / "oct2017-all-train.csv")
         overrides = [f"data={manifest}", f"image_size={p.size}", f"weights={_backbone_file(backbone)}", *small]
         train(load_config(config_path("demo"), overrides), oct_run, overwrite=True, progress=False, log=lambda _: None)
-    if octdl_run is None:
-        octdl_run = work / "runs" / "across-octdl"
-        if not (octdl_run / "model").exists():
+    if octdl_model is None:
+        octdl_model = work / "runs" / "across-octdl"
+        if not (octdl_model / "model").exists():
             overrides = [
                 f"data={octdl}",
                 f"image_size={p.octdl_size}",
                 "balance=sampler",
-                f"schedule={OCTDL_SCHEDULE}",
+                f"schedule={REAL_SCHEDULE}",
                 *common,
             ]
             train(
                 load_config(config_path("demo"), overrides),
-                octdl_run,
+                octdl_model,
                 overwrite=True,
                 progress=False,
                 log=lambda _: None,
@@ -350,7 +432,9 @@ def across(work: Path, p: Plan, octdl: Path, octdl_run: Path | None, backbone: P
         writer.writerows([(*scan, "test") for scan in scans])
     on_octdl = evaluate_model(oct_run, octdl_all, "test", class_map={"NO": "NORMAL", "DME": "DME"}, resamples=1000)
     test_manifest = fold_manifest(rows, set(range(len(rows))), work / "oct2017-all-test.csv")
-    on_oct = evaluate_model(octdl_run, test_manifest, "test", class_map={"NORMAL": "NO", "DME": "DME"}, resamples=1000)
+    on_oct = evaluate_model(
+        octdl_model, test_manifest, "test", class_map={"NORMAL": "NO", "DME": "DME"}, resamples=1000
+    )
 
     def short(report: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -431,19 +515,9 @@ def octdl_whole(work: Path, p: Plan, octdl: Path) -> dict[str, Any]:
     manifest = work / "octdl-clean.csv"
     audit = octdl_clean_manifest(octdl, manifest)
     runs: dict[str, Any] = {}
-    for model, model_overrides in MODELS.items():
+    for model in MODELS:
         for seed in p.seeds:
-            overrides = [
-                *model_overrides,
-                f"image_size={p.octdl_size}",
-                f"epochs={p.octdl_epochs}",
-                "val_fraction=0",
-                "balance=sampler",
-                f"schedule={OCTDL_SCHEDULE}",
-                f"seed={seed}",
-                "keep_checkpoint=false",
-                "ood_detector=false",
-            ]
+            overrides = octdl_overrides(p, model, seed)
             runs[f"{model}-s{seed}"] = run_once(f"octdl-{model}-s{seed}", work, manifest, overrides)
     summary = {name: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]} for name, r in runs.items()}
     comparisons = {}
@@ -454,14 +528,14 @@ def octdl_whole(work: Path, p: Plan, octdl: Path) -> dict[str, Any]:
     return {
         "size": p.octdl_size,
         "epochs": p.octdl_epochs,
-        "schedule": OCTDL_SCHEDULE,
+        "schedule": REAL_SCHEDULE,
         "audit": audit,
         "runs": summary,
         "comparisons": comparisons,
     }
 
 
-PARTS = ("a", "b", "c", "d")
+PARTS = ("a", "b", "c", "d", "e")
 
 
 def main() -> int:
@@ -489,8 +563,8 @@ def main() -> int:
     parser.add_argument(
         "--parts",
         default=",".join(PARTS),
-        help="comma-separated parts to run (a,b,c,d); the results file is written only when all run, "
-        "so a split run ends with one call without --parts (finished runs are reused)",
+        help="comma-separated parts to run (a,b,c,d,e; b and e need --octdl); the results file is written only "
+        "when all run, so a split run ends with one call without --parts (finished runs are reused)",
     )
     args = parser.parse_args()
     if not REAL_DATA.is_dir():
@@ -500,7 +574,7 @@ def main() -> int:
         parser.error("--update replaces parts of the committed (full) results; a --quick run cannot")
     parts = set(args.parts.split(","))
     if not parts <= set(PARTS):
-        parser.error(f"--parts: unknown part(s) {', '.join(sorted(parts - set(PARTS)))}; choose from a,b,c,d")
+        parser.error(f"--parts: unknown part(s) {', '.join(sorted(parts - set(PARTS)))}; choose from {','.join(PARTS)}")
     p = plan(args.quick, args.size)
     work = Path(args.work) / ("quick" if args.quick else "full")
     work.mkdir(parents=True, exist_ok=True)
@@ -520,15 +594,17 @@ def main() -> int:
         results["zero_shot"] = zero_shot(work, backbones)
         results["phantom_statistics"] = phantom_statistics()
     if "c" in parts:
-        octdl_run = work / "runs" / "octdl-attention-s0" if octdl is not None else None
-        results["across"] = across(work, p, octdl or OCTDL_MINI, octdl_run, backbones["realistic"])
+        octdl_model = octdl_run(work, p, octdl, "attention", 0) if octdl is not None else None
+        results["across"] = across(work, p, octdl or OCTDL_MINI, octdl_model, backbones["realistic"])
     if "a" in parts:
         phantom_models = tuple(m for m in args.phantom_models.split(",") if m)
         if not set(phantom_models) <= set(MODELS):
             parser.error(f"--phantom-models: choose from {', '.join(MODELS)}")
         results["oct2017_cv"] = oct2017_cv(work, p, backbones, not args.no_standard_pretraining, phantom_models)
-    if "oct2017_cv" in results:
-        for run in results["oct2017_cv"]["runs"].values():
+    if "e" in parts and octdl is not None:
+        results["oct2017_transfer"] = oct2017_transfer(work, p, octdl)
+    for key in ("oct2017_cv", "oct2017_transfer"):
+        for run in results.get(key, {}).get("runs", {}).values():
             run.pop("_order")
             run.pop("_correct")
     if args.update:
@@ -542,7 +618,13 @@ def main() -> int:
     return 0
 
 
-PART_KEYS = {"a": ("oct2017_cv",), "b": ("octdl",), "c": ("across",), "d": ("zero_shot", "phantom_statistics")}
+PART_KEYS = {
+    "a": ("oct2017_cv",),
+    "b": ("octdl",),
+    "c": ("across",),
+    "d": ("zero_shot", "phantom_statistics"),
+    "e": ("oct2017_transfer",),
+}
 """The results keys each part writes."""
 
 
@@ -569,15 +651,19 @@ def merged_results(
                 old[key], machines[key] = new[key], measured_on
             elif key in old:
                 machines.setdefault(key, old_machine)
+    if "a" in parts:  # the file's size and epochs are part a's (older parts a carry no keys of their own)
+        old.update({k: new[k] for k in ("size", "epochs") if k in new})
     return old
 
 
 def headline(results: dict[str, Any]) -> dict[str, Any]:
     """Each part's headline under a key that says what it is, with accuracy and macro-F1."""
     out: dict[str, Any] = {}
-    runs = results["oct2017_cv"]["runs"]
-    best = max(runs, key=lambda k: runs[k]["accuracy"])
-    out["oct2017_cv"] = {"best": best, **{k: runs[best][k] for k in ("accuracy", "macro_f1")}}
+    for key in ("oct2017_cv", "oct2017_transfer"):
+        if key in results:
+            runs = results[key]["runs"]
+            best = max(runs, key=lambda k: runs[k]["accuracy"])
+            out[key] = {"best": best, **{k: runs[best][k] for k in ("accuracy", "macro_f1")}}
     if "octdl" in results:
         by_model: dict[str, list[dict[str, float]]] = {}
         for name, run in results["octdl"]["runs"].items():
@@ -593,15 +679,17 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         for k, v in results["zero_shot"].items()
         if k.endswith("_all")
     }
-    comparisons = results["oct2017_cv"]["comparisons"]
 
-    def pretraining_gain(name: str) -> bool:  # "M-phantom... vs M-scratch": one model, two starts
+    def pretraining_gain(name: str, start: str) -> bool:  # "M-START... vs M-scratch": one model, two starts
         b, a = name.split(" vs ")
-        return a.endswith("-scratch") and b.startswith(a.removesuffix("scratch") + "phantom")
+        return a.endswith("-scratch") and b.startswith(a.removesuffix("scratch") + start)
 
-    out["phantom_pretraining_gain_points"] = {
-        k: v["difference_points"] for k, v in comparisons.items() if pretraining_gain(k)
-    }
+    for key, start in (("oct2017_cv", "phantom"), ("oct2017_transfer", "octdl")):
+        if key in results:
+            comparisons = results[key]["comparisons"]
+            out[f"{start}_pretraining_gain_points"] = {
+                k: v["difference_points"] for k, v in comparisons.items() if pretraining_gain(k, start)
+            }
     return out
 
 
@@ -621,6 +709,18 @@ def _measured(key: str, results: dict[str, Any]) -> str:
     return f" (measured {m['date'][:10]} on {m['cpu']}, {m['cores']} cores; {m['cpu_flags']})"
 
 
+def _recipe(part: dict[str, Any], results: dict[str, Any]) -> str:
+    """'12 epochs, onecycle schedule' (a part from before the key was kept: the file's epochs, cosine)."""
+    return f"{part.get('epochs', results['epochs'])} epochs, {part.get('schedule', 'cosine')} schedule"
+
+
+def _cv_rows(runs: dict[str, Any]) -> list[str]:
+    lines = ["| model | accuracy (95% CI) | macro-F1 (95% CI) |", "| --- | ---: | ---: |"]
+    for name, r in runs.items():
+        lines.append(f"| {name} | {_ci(r['accuracy'], r['accuracy_ci'])} | {_ci(r['macro_f1'], r['macro_f1_ci'])} |")
+    return lines
+
+
 def _comparison_rows(comparisons: dict[str, Any]) -> list[str]:
     lines = ["| paired comparison (same scans) | B - A, points | McNemar p |", "| --- | ---: | ---: |"]
     for name, c in comparisons.items():
@@ -634,16 +734,14 @@ def table(results: dict[str, Any]) -> str:
     lines = [
         f"{'QUICK RUN (tiny models; the numbers mean nothing). ' if results['quick'] else ''}"
         f"**a. OCT2017**, {cv['scans']} real scans in {cv['groups']} patient groups, "
-        f"{cv['folds']}-fold cross-validation, {results['size']} px, {results['epochs']} epochs, pooled out-of-fold "
+        f"{cv['folds']}-fold cross-validation, {results['size']} px, {_recipe(cv, results)}, pooled out-of-fold "
         "(phantom = the realistic phantoms' "
         f"backbone; phantom_standard = the standard phantoms'){_measured('oct2017_cv', results)}:",
         "",
-        "| model | accuracy (95% CI) | macro-F1 (95% CI) |",
-        "| --- | ---: | ---: |",
+        *_cv_rows(cv["runs"]),
+        "",
+        *_comparison_rows(cv["comparisons"]),
     ]
-    for name, r in cv["runs"].items():
-        lines.append(f"| {name} | {_ci(r['accuracy'], r['accuracy_ci'])} | {_ci(r['macro_f1'], r['macro_f1_ci'])} |")
-    lines += ["", *_comparison_rows(cv["comparisons"])]
     if "octdl" in results:
         o = results["octdl"]
         audit = o["audit"]
@@ -704,6 +802,19 @@ def table(results: dict[str, Any]) -> str:
             f"| {generator} phantoms | {g['speckle_contrast']:.2f} | {g['noise_floor']:.0f} | {_pct(g['wedge_rate'])} "
             f"| {g['distance_to_real']['quantiles']:.1f} grey levels |"
         )
+    if "oct2017_transfer" in results:
+        e = results["oct2017_transfer"]
+        lines += [
+            "",
+            f"**e. Real OCT pretraining**: part a's folds and recipe ({_recipe(e, results)}); octdl = the "
+            "backbone of part b's plain "
+            "model (seed 0), trained on OCTDL's training scans only (another device, other classes, no OCT2017 "
+            f"patient){_measured('oct2017_transfer', results)}:",
+            "",
+            *_cv_rows(e["runs"]),
+            "",
+            *_comparison_rows(e["comparisons"]),
+        ]
     return "\n".join(lines)
 
 

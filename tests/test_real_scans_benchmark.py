@@ -159,3 +159,95 @@ def test_results_go_to_the_folder_asked_for(tmp_path):
     write_results("real_scans", {"x": 1}, lambda r: f"x = {r['x']}", tmp_path / "quick")
     assert json.loads((tmp_path / "quick" / "real_scans.json").read_text())["x"] == 1
     assert (tmp_path / "quick" / "real_scans.md").read_text().startswith("x = 1")
+
+
+def _with_transfer(results: dict) -> dict:
+    """Part e beside the others: the OCTDL backbone's runs and the scratch runs they pair with."""
+
+    def run(acc: float) -> dict:
+        return {"n": 307, "accuracy": acc, "accuracy_ci": [acc - 0.05, acc + 0.05], "macro_f1": acc - 0.1}
+
+    runs = {"attention-scratch": 0.3, "plain-scratch": 0.31, "attention-octdl": 0.62, "plain-octdl": 0.58}
+    return {
+        **results,
+        "oct2017_transfer": {
+            "scans": 307,
+            "groups": 222,
+            "folds": 5,
+            "runs": {name: {**run(acc), "macro_f1_ci": [0.1, 0.2]} for name, acc in runs.items()},
+            "comparisons": {
+                "attention-octdl vs attention-scratch": {"difference_points": 32.0, "p_value": 1e-6},
+                "plain-octdl vs plain-scratch": {"difference_points": 27.0, "p_value": 1e-5},
+                "attention-octdl vs plain-octdl": {"difference_points": 4.0, "p_value": 0.3},
+            },
+        },
+    }
+
+
+def test_part_e_has_its_own_headline_gain_and_table():
+    results = _with_transfer(_fake_results())
+    top = headline(results)
+    assert top["oct2017_transfer"] == {"best": "attention-octdl", "accuracy": 0.62, "macro_f1": 0.52}
+    # only "M-octdl vs M-scratch" is a pretraining gain; the model comparison is not
+    assert top["octdl_pretraining_gain_points"] == {
+        "attention-octdl vs attention-scratch": 32.0,
+        "plain-octdl vs plain-scratch": 27.0,
+    }
+    assert top["oct2017_cv"]["best"] == "attention-phantom_standard"  # part a's headline untouched
+    e = table(results).split("**e. Real OCT pretraining**")[1]
+    assert "| attention-octdl | 62.0% (57.0%-67.0%) |" in e and "| attention-octdl vs plain-octdl | +4.0 |" in e
+    assert "**e." not in table(_fake_results()) and "octdl_pretraining_gain_points" not in headline(_fake_results())
+
+
+def test_update_with_part_e_keeps_part_a(tmp_path):
+    old = {"machine": _machine("Intel Xeon", "2026-12-01"), **_fake_results()}
+    committed = tmp_path / "real_scans.json"
+    committed.write_text(json.dumps(old))
+    now = _machine("AMD EPYC", "2026-12-02")
+    fresh = _with_transfer({})["oct2017_transfer"]
+    merged = merged_results(committed, {"oct2017_transfer": fresh}, {"e"}, now)
+    assert merged["oct2017_transfer"] == fresh and merged["machines"]["oct2017_transfer"] == now
+    assert merged["oct2017_cv"] == old["oct2017_cv"] and merged["machines"]["oct2017_cv"]["cpu"] == "Intel Xeon"
+    assert merged["epochs"] == old["epochs"]  # part a's epochs stay with part a
+    again = merged_results(committed, {"oct2017_cv": old["oct2017_cv"], "epochs": 12}, {"a"}, now)
+    assert again["epochs"] == 12
+    with pytest.raises(SystemExit, match="part e gave no oct2017_transfer"):
+        merged_results(committed, {}, {"e"}, now)
+
+
+def test_a_backbone_file_leaves_the_classifier_behind(tmp_path):
+    """A 7-class OCTDL bundle's backbone loads into a 4-class OCT2017 model with a fresh head."""
+    import torch
+    from benchmarks.common import save_backbone
+    from safetensors.torch import load_file, save_file
+
+    bundle = tmp_path / "model"
+    bundle.mkdir()
+    state = {"features.0.conv.weight": torch.ones(2, 1, 3, 3), "last_linear.weight": torch.ones(7, 4)}
+    save_file({**state, "last_linear.bias": torch.ones(7)}, str(bundle / "model.safetensors"))
+    out = save_backbone(bundle, tmp_path / "backbone.safetensors")
+    loaded = load_file(str(out))
+    assert set(loaded) == {"features.0.conv.weight"} and torch.equal(
+        loaded["features.0.conv.weight"], state["features.0.conv.weight"]
+    )
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".partial"] == []
+
+
+def test_a_finished_run_is_reused_only_under_the_same_settings(tmp_path):
+    """Changing a part's recipe in the code must not report the old runs' numbers under it."""
+    from benchmarks.real_scans import run_once
+
+    from octattn.demo import config_path
+    from octattn.training.config import load_config, save_config
+
+    data = tmp_path / "fold0.csv"
+    data.write_text("path,label,patient,split\n")
+    run = tmp_path / "runs" / "oct2017-attention-scratch-fold0"
+    run.mkdir(parents=True)
+    before = [f"data={data}", "epochs=4", "schedule=cosine"]
+    save_config(load_config(config_path("demo"), before), run / "config.yaml")
+    (run / "result.json").write_text(json.dumps({"accuracy": 0.3}))
+    assert run_once(run.name, tmp_path, data, before[1:]) == {"accuracy": 0.3}
+    with pytest.raises(SystemExit, match=r"other settings \(schedule 'cosine' there, 'onecycle' now; epochs 4"):
+        run_once(run.name, tmp_path, data, ["schedule=onecycle", "epochs=12"])
+    assert json.loads((run / "result.json").read_text()) == {"accuracy": 0.3}  # left as it was
