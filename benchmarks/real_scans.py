@@ -49,7 +49,7 @@ from octattn.evaluation.evaluate import evaluate_model
 from octattn.evaluation.metrics import headline_metrics
 from octattn.evaluation.uncertainty import mcnemar_exact, patient_bootstrap
 from octattn.io import atomic_write_text
-from octattn.training.config import RUN_CONFIG, absolute_paths, differing_keys, load_config
+from octattn.training.config import RUN_CONFIG, TrainConfig, absolute_paths, differing_keys, load_config
 from octattn.training.loop import train
 
 EXTRA = REAL_DATA.parent / "oct2017-extra"
@@ -121,25 +121,33 @@ def fold_manifest(rows: list[dict[str, str]], test: set[int], out: Path) -> Path
     return out
 
 
-def run_once(name: str, work: Path, data: Path, overrides: list[str], split: str = "test") -> dict[str, Any]:
-    """Train (unless done) and evaluate one run; its result is kept in ``RUN/result.json``.
-
-    A finished run is reused only if it was made with the same settings: a recipe changed in
-    the code since would otherwise be reported under the old run's numbers.
+def reused_or_trained(run: Path, config: TrainConfig, finished: Path) -> bool:
+    """Train ``run`` under ``config`` unless ``finished`` (a file it leaves) exists; True when
+    the finished run is reused. A finished run is reused only if it was made with the same
+    settings: a recipe changed in the code since would otherwise be reported under the old
+    run's numbers.
 
     Raises:
-        SystemExit: ``RUN`` finished with other settings (it is never overwritten unasked).
+        SystemExit: ``run`` finished with other settings (it is never overwritten unasked).
     """
+    if not finished.exists():
+        train(config, run, overwrite=True, progress=False, log=lambda _: None)
+        return False
+    changed = differing_keys(absolute_paths(load_config(run / RUN_CONFIG)), absolute_paths(config))
+    if changed:
+        keys = "; ".join(f"{k} {old!r} there, {new!r} now" for k, (old, new) in changed.items())
+        raise SystemExit(f"{run}: finished with other settings ({keys}); move it away or pass another --work")
+    return True
+
+
+def run_once(name: str, work: Path, data: Path, overrides: list[str], split: str = "test") -> dict[str, Any]:
+    """Train (unless done, :func:`reused_or_trained`) and evaluate one run; its result is kept
+    in ``RUN/result.json``."""
     run = work / "runs" / name
     result_file = run / "result.json"
     config = load_config(config_path("demo"), [f"data={data}", *overrides])
-    if result_file.exists():
-        changed = differing_keys(absolute_paths(load_config(run / RUN_CONFIG)), absolute_paths(config))
-        if changed:
-            keys = "; ".join(f"{k} {old!r} there, {new!r} now" for k, (old, new) in changed.items())
-            raise SystemExit(f"{run}: finished with other settings ({keys}); move it away or pass another --work")
+    if reused_or_trained(run, config, result_file):
         return json.loads(result_file.read_text())
-    train(config, run, overwrite=True, progress=False, log=lambda _: None)
     evaluation = evaluate_model(run, data, split, resamples=200)
     report = evaluation.report
     result = {
@@ -395,27 +403,14 @@ def across(work: Path, p: Plan, octdl: Path, octdl_model: Path | None, backbone:
     common = [f"epochs={p.epochs}", "val_fraction=0.15", "ood_detector=false", "keep_checkpoint=false"]
     small = [*common, *SMALL_DATA]
     oct_run = work / "runs" / "across-oct2017"
-    if not (oct_run / "model").exists():
-        manifest = fold_manifest(rows, set(), work / "oct2017-all-train.csv")
-        overrides = [f"data={manifest}", f"image_size={p.size}", f"weights={_backbone_file(backbone)}", *small]
-        train(load_config(config_path("demo"), overrides), oct_run, overwrite=True, progress=False, log=lambda _: None)
+    manifest = fold_manifest(rows, set(), work / "oct2017-all-train.csv")
+    overrides = [f"data={manifest}", f"image_size={p.size}", f"weights={_backbone_file(backbone)}", *small]
+    reused_or_trained(oct_run, load_config(config_path("demo"), overrides), oct_run / "model")
     if octdl_model is None:
         octdl_model = work / "runs" / "across-octdl"
-        if not (octdl_model / "model").exists():
-            overrides = [
-                f"data={octdl}",
-                f"image_size={p.octdl_size}",
-                "balance=sampler",
-                f"schedule={REAL_SCHEDULE}",
-                *common,
-            ]
-            train(
-                load_config(config_path("demo"), overrides),
-                octdl_model,
-                overwrite=True,
-                progress=False,
-                log=lambda _: None,
-            )
+        schedule = f"schedule={REAL_SCHEDULE}"
+        overrides = [f"data={octdl}", f"image_size={p.octdl_size}", "balance=sampler", schedule, *common]
+        reused_or_trained(octdl_model, load_config(config_path("demo"), overrides), octdl_model / "model")
     # Every OCTDL scan as a test image; part b's cleaned manifest, where present, has no copies.
     clean = work / "octdl-clean.csv"
     if clean.exists():
