@@ -3,12 +3,12 @@
 a. OCT2017, 307 real scans (``oct2017-mini`` and ``oct2017-extra``): patient-grouped k-fold
    cross-validation (patients and byte-identical files across both folders stay in one fold);
    the attention model, plain Inception-v4 and the attention modules without masks, each from
-   scratch and from a phantom-pretrained backbone; pooled out-of-fold predictions with
+   scratch (two seeds) and from a phantom-pretrained backbone (seed 0); pooled out-of-fold predictions with
    patient-bootstrap intervals and paired McNemar tests between the models.
 b. OCTDL, whole (``--octdl PATH``, its train/val/test folders; audited first): the same three
    models, two seeds, macro-F1 as the headline, class-balanced sampling.
-c. Across data sets: an OCT2017-trained model on OCTDL's NO and DME (``--class-map``), and an
-   OCTDL-trained model on OCT2017's NORMAL and DME.
+c. Across data sets: an OCT2017-trained model (from scratch) on OCTDL's NO and DME
+   (``--class-map``), and an OCTDL-trained model on OCT2017's NORMAL and DME.
 d. Phantoms that teach: the phantom-trained backbone's model on the 307 real scans with no
    real training, and what phantom pretraining adds over scratch (paired, out of fold).
 e. Real OCT pretraining (``--octdl PATH``): part a's folds and recipe from the backbone of
@@ -18,7 +18,8 @@ e. Real OCT pretraining (``--octdl PATH``): part a's folds and recipe from the b
 One command, resumable (each run keeps its result under ``--work``): ``python -m
 benchmarks.real_scans [--quick] [--octdl PATH] [--size 147]``; writes
 ``results/real_scans.{json,md}``. ``--parts b,c --update`` reruns some parts and replaces only
-those in the committed results (each part names the machine it ran on). ``--quick`` checks the
+those in the committed results (each part names the machine it ran on); ``--parts a --seeds 1
+--update`` adds another seed's runs to the committed ones of the same recipe. ``--quick`` checks the
 code path in a few minutes with tiny models; its numbers mean nothing and are written to its
 work folder (``runs/real-scans/quick/real_scans.{json,md}``), never over the committed ones.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +86,8 @@ class Plan:
     pretrain: Setup
     octdl_size: int
     octdl_epochs: int
+    octdl_cap: int | None = None
+    """At most this many scans of each OCTDL class in each split (``--quick``: the code path only)."""
 
 
 def plan(quick: bool, size: int) -> Plan:
@@ -91,7 +95,7 @@ def plan(quick: bool, size: int) -> Plan:
     attention model trains at about 15 images/s at 147 px in bf16 on the AMX Xeon, 20 on the
     faster of the AMD EPYCs)."""
     if quick:
-        return Plan(75, 1, 2, (0,), Setup(75, 3, 1, 0, 0, 1, 8), 75, 1)
+        return Plan(75, 1, 2, (0,), Setup(75, 3, 1, 0, 0, 1, 8), 75, 1, octdl_cap=16)
     return Plan(size, 12, 5, (0, 1), Setup(size, 150, 5, 0, 0, 1, 32), 128, 12)
 
 
@@ -228,46 +232,67 @@ PAIRS_E = (
 """Part e's: what real pretraining adds to each model, and the paper's question from it."""
 
 
+def seeded(name: str, seed: int) -> str:
+    """A run's or a result's name for one seed: seed 0 unmarked (the names of runs made before
+    seeds were kept), another seed as ``NAME-sSEED``."""
+    return name if seed == 0 else f"{name}-s{seed}"
+
+
 def cross_validated(
     work: Path,
     p: Plan,
     configs: list[tuple[str, str]],
     weights: dict[str, Path],
     pairs: tuple[tuple[str, str], ...],
+    seeds: tuple[int, ...] = (0,),
 ) -> dict[str, Any]:
     """Patient-grouped k-fold CV on the 307 OCT2017 scans of each (model, start) in
     ``configs``; a start named in ``weights`` loads that backbone file, ``scratch`` none.
-    The folds, the recipe and the run names depend on nothing else, so a run shared by two
-    parts (``attention-scratch``) is trained once."""
+    The models from scratch run once per seed in ``seeds`` (the paper's question, asked more
+    than once), those from a backbone with seed 0 only (where it is among ``seeds``). The
+    folds are the same for every seed (the paired tests need the same scans); the seed moves
+    the weights, the data order and the validation carve-out. The folds, the recipe and the
+    run names depend on nothing else, so a run shared by two parts (``attention-scratch``) is
+    trained once."""
     rows = oct2017_scans()
     labels = [CLASS_NAMES.index(r["label"]) for r in rows]
     folds = StratifiedGroupKFold(n_splits=p.folds, shuffle=True, random_state=0)
     splits = list(folds.split(np.zeros(len(rows)), labels, [r["group"] for r in rows]))
     runs: dict[str, dict[str, Any]] = {}
     for model, init in configs:
-        init_overrides = [f"weights={weights[init]}"] if init != "scratch" else []
-        per_fold = []
-        for k, (_, test) in enumerate(splits):
-            manifest = fold_manifest(rows, set(test.tolist()), work / f"oct2017-fold{k}.csv")
-            overrides = [
-                *MODELS[model],
-                *init_overrides,
-                f"image_size={p.size}",
-                f"epochs={p.epochs}",
-                *SMALL_DATA,
-                "val_fraction=0.15",
-                "keep_checkpoint=false",
-                "ood_detector=false",
-            ]
-            per_fold.append(run_once(f"oct2017-{model}-{init}-fold{k}", work, manifest, overrides))
-        runs[f"{model}-{init}"] = pooled(per_fold)
-    comparisons = {f"{b} vs {a}": paired(runs[a], runs[b]) for a, b in pairs if a in runs and b in runs}
+        for seed in seeds if init == "scratch" else tuple(s for s in seeds if s == 0):
+            init_overrides = [f"weights={weights[init]}"] if init != "scratch" else []
+            name = seeded(f"{model}-{init}", seed)
+            per_fold = []
+            for k, (_, test) in enumerate(splits):
+                manifest = fold_manifest(rows, set(test.tolist()), work / f"oct2017-fold{k}.csv")
+                overrides = [
+                    *MODELS[model],
+                    *init_overrides,
+                    f"image_size={p.size}",
+                    f"epochs={p.epochs}",
+                    *SMALL_DATA,
+                    "val_fraction=0.15",
+                    f"seed={seed}",
+                    "keep_checkpoint=false",
+                    "ood_detector=false",
+                ]
+                per_fold.append(run_once(f"oct2017-{name}-fold{k}", work, manifest, overrides))
+            runs[name] = pooled(per_fold)
+    comparisons = {
+        f"{seeded(b, seed)} vs {seeded(a, seed)}": paired(runs[seeded(a, seed)], runs[seeded(b, seed)])
+        for seed in seeds
+        for a, b in pairs
+        if seeded(a, seed) in runs and seeded(b, seed) in runs
+    }
     return {
         "scans": len(rows),
         "groups": len({r["group"] for r in rows}),
         "folds": p.folds,
         "epochs": p.epochs,
         "schedule": REAL_SCHEDULE,
+        "size": p.size,
+        "seeds": list(seeds),
         "runs": runs,
         "comparisons": comparisons,
     }
@@ -279,6 +304,7 @@ def oct2017_cv(
     backbones: dict[str, Path],
     standard_pretraining: bool = True,
     phantom_models: tuple[str, ...] = tuple(MODELS),
+    seeds: tuple[int, ...] = (0,),
 ) -> dict[str, Any]:
     """Part a: the three models from scratch, ``phantom_models`` from the realistic phantoms'
     backbone, and the attention model from the standard phantoms' backbone (unless
@@ -296,7 +322,7 @@ def oct2017_cv(
         for init, generator in (("phantom", "realistic"), ("phantom_standard", "standard"))
         if generator in backbones
     }
-    return cross_validated(work, p, configs, weights, PAIRS_A)
+    return cross_validated(work, p, configs, weights, PAIRS_A, seeds)
 
 
 def octdl_overrides(p: Plan, model: str, seed: int) -> list[str]:
@@ -319,7 +345,7 @@ def octdl_run(work: Path, p: Plan, octdl: Path, model: str, seed: int) -> Path:
     run yet, for the parts that build on it; returns its run folder."""
     manifest = work / "octdl-clean.csv"
     if not manifest.exists():
-        octdl_clean_manifest(octdl, manifest)
+        octdl_clean_manifest(octdl, manifest, p.octdl_cap)
     name = f"octdl-{model}-s{seed}"
     run_once(name, work, manifest, octdl_overrides(p, model, seed))
     return work / "runs" / name
@@ -333,12 +359,12 @@ def octdl_backbone(work: Path, p: Plan, octdl: Path) -> Path:
     return backbone if backbone.exists() else save_backbone(run / "model", backbone)
 
 
-def oct2017_transfer(work: Path, p: Plan, octdl: Path) -> dict[str, Any]:
+def oct2017_transfer(work: Path, p: Plan, octdl: Path, seeds: tuple[int, ...] = (0,)) -> dict[str, Any]:
     """Part e: real OCT pretraining. Part a's folds and recipe, the three models from the
     OCTDL-trained backbone (another device, other classes, other patients) beside the
     attention and plain models from scratch (paired)."""
     configs = [("attention", "scratch"), ("plain", "scratch"), *((model, "octdl") for model in MODELS)]
-    return cross_validated(work, p, configs, {"octdl": octdl_backbone(work, p, octdl)}, PAIRS_E)
+    return cross_validated(work, p, configs, {"octdl": octdl_backbone(work, p, octdl)}, PAIRS_E, seeds)
 
 
 def zero_shot(work: Path, backbones: dict[str, Path]) -> dict[str, Any]:
@@ -395,16 +421,17 @@ def phantom_statistics(per_generator: int = 200) -> dict[str, Any]:
     return out
 
 
-def across(work: Path, p: Plan, octdl: Path, octdl_model: Path | None, backbone: Path) -> dict[str, Any]:
-    """An OCT2017-trained attention model (all 307 scans, from the realistic-phantom backbone)
-    on every OCTDL NO and DME scan, and an OCTDL-trained one (part b's, seed 0, or trained
-    here on ``octdl``) on OCT2017's NORMAL and DME scans."""
+def across(work: Path, p: Plan, octdl: Path, octdl_model: Path | None) -> dict[str, Any]:
+    """An OCT2017-trained attention model (all 307 scans, part a's recipe from scratch: the
+    phantom backbone costs part a 28 points, an OCTDL backbone has seen the scans it would be
+    tested on) on every OCTDL NO and DME scan, and an OCTDL-trained one (part b's, seed 0, or
+    trained here on ``octdl``) on OCT2017's NORMAL and DME scans."""
     rows = oct2017_scans()
     common = [f"epochs={p.epochs}", "val_fraction=0.15", "ood_detector=false", "keep_checkpoint=false"]
     small = [*common, *SMALL_DATA]
-    oct_run = work / "runs" / "across-oct2017"
+    oct_run = work / "runs" / "across-oct2017-scratch"
     manifest = fold_manifest(rows, set(), work / "oct2017-all-train.csv")
-    overrides = [f"data={manifest}", f"image_size={p.size}", f"weights={_backbone_file(backbone)}", *small]
+    overrides = [f"data={manifest}", f"image_size={p.size}", *small]
     reused_or_trained(oct_run, load_config(config_path("demo"), overrides), oct_run / "model")
     if octdl_model is None:
         octdl_model = work / "runs" / "across-octdl"
@@ -438,6 +465,7 @@ def across(work: Path, p: Plan, octdl: Path, octdl_model: Path | None, backbone:
             "macro_f1": report["f1"],
             "left_out": report["left_out"],
             "recall": {k: v["value"] for k, v in report["ci_recall"].items() if not k.startswith("_")},
+            "predicted": report["predicted"],
         }
 
     return {"oct2017_model_on_octdl": short(on_octdl.report), "octdl_model_on_oct2017": short(on_oct.report)}
@@ -450,12 +478,13 @@ def _images_under(folder: Path) -> list[Path]:
 SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 
 
-def octdl_clean_manifest(octdl: Path, out: Path) -> dict[str, Any]:
+def octdl_clean_manifest(octdl: Path, out: Path, cap_per_class: int | None = None) -> dict[str, Any]:
     """Audit OCTDL's own split and write it as a manifest without its leaks.
 
     Where the audit ties images across splits (one patient on two sides, identical files or
     near-duplicates under different patient ids), the copy in the earliest split (train, val,
     test) stays and the later ones are dropped; the counts go into the results.
+    ``cap_per_class`` (``--quick``) keeps only the first scans of each class in each split.
     """
     from octattn.data.audit import audit_dataset
 
@@ -483,17 +512,15 @@ def octdl_clean_manifest(octdl: Path, out: Path) -> dict[str, Any]:
                 {"path": str(path), "label": path.parent.name.upper(), "group": patient or path.name, "split": split}
             )
     gone = set().union(*dropped.values())
+    kept: dict[str, dict[str, int]] = {}
     with out.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", "patient", "split"])
         for r in rows:
-            if r["path"] not in gone:
+            count = kept.setdefault(r["split"], {}).get(r["label"], 0)
+            if r["path"] not in gone and (cap_per_class is None or count < cap_per_class):
                 writer.writerow([r["path"], r["label"], r["group"], r["split"]])
-    kept: dict[str, dict[str, int]] = {}
-    for r in rows:
-        if r["path"] not in gone:
-            kept.setdefault(r["split"], {}).setdefault(r["label"], 0)
-            kept[r["split"]][r["label"]] += 1
+                kept[r["split"]][r["label"]] = count + 1
     return {
         "source_counts": audit.counts,
         "cross_split_patients": len(audit.cross_split_patients),
@@ -505,19 +532,19 @@ def octdl_clean_manifest(octdl: Path, out: Path) -> dict[str, Any]:
     }
 
 
-def octdl_whole(work: Path, p: Plan, octdl: Path) -> dict[str, Any]:
-    """The three models on OCTDL's own (audited, leak-free) split, every seed."""
+def octdl_whole(work: Path, p: Plan, octdl: Path, seeds: tuple[int, ...]) -> dict[str, Any]:
+    """The three models on OCTDL's own (audited, leak-free) split, every seed in ``seeds``."""
     manifest = work / "octdl-clean.csv"
-    audit = octdl_clean_manifest(octdl, manifest)
+    audit = octdl_clean_manifest(octdl, manifest, p.octdl_cap)
     runs: dict[str, Any] = {}
     for model in MODELS:
-        for seed in p.seeds:
+        for seed in seeds:
             overrides = octdl_overrides(p, model, seed)
             runs[f"{model}-s{seed}"] = run_once(f"octdl-{model}-s{seed}", work, manifest, overrides)
     summary = {name: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]} for name, r in runs.items()}
     comparisons = {}
     for a, b in (("plain", "attention"), ("nomask", "attention")):
-        for seed in p.seeds:
+        for seed in seeds:
             pa, pb = pooled([runs[f"{a}-s{seed}"]]), pooled([runs[f"{b}-s{seed}"]])
             comparisons[f"{b} vs {a}, seed {seed}"] = paired(pa, pb)
     return {
@@ -556,6 +583,11 @@ def main() -> int:
         "machine and date it was measured on",
     )
     parser.add_argument(
+        "--seeds",
+        help="comma-separated seeds of the runs from scratch (parts a, b, e; default: the plan's, 0,1); with "
+        "--update, the runs of these seeds join those committed for the same recipe (a second seed later)",
+    )
+    parser.add_argument(
         "--parts",
         default=",".join(PARTS),
         help="comma-separated parts to run (a,b,c,d,e; b and e need --octdl); the results file is written only "
@@ -571,16 +603,18 @@ def main() -> int:
     if not parts <= set(PARTS):
         parser.error(f"--parts: unknown part(s) {', '.join(sorted(parts - set(PARTS)))}; choose from {','.join(PARTS)}")
     p = plan(args.quick, args.size)
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else p.seeds
     work = Path(args.work) / ("quick" if args.quick else "full")
     work.mkdir(parents=True, exist_ok=True)
     octdl = Path(args.octdl) if args.octdl else None
-    results: dict[str, Any] = {"quick": args.quick, "size": p.size, "epochs": p.epochs, "seeds": list(p.seeds)}
+    results: dict[str, Any] = {"quick": args.quick, "size": p.size, "epochs": p.epochs, "seeds": list(seeds)}
     if "b" in parts and octdl is not None:
-        results["octdl"] = octdl_whole(work, p, octdl)
+        results["octdl"] = octdl_whole(work, p, octdl, seeds)
+    phantom_runs = "a" in parts and 0 in seeds  # part a's runs from a phantom backbone are seed 0's
     needed = set()
-    if parts & {"a", "c", "d"}:
+    if "d" in parts or (phantom_runs and args.phantom_models):
         needed.add("realistic")
-    if "d" in parts or ("a" in parts and not args.no_standard_pretraining):
+    if "d" in parts or (phantom_runs and not args.no_standard_pretraining):
         needed.add("standard")
     backbones = {generator: phantom_backbone(work, p, generator) for generator in sorted(needed)}
     # d and c before a: part a's many runs come last, its standard-phantom runs last of all,
@@ -590,20 +624,21 @@ def main() -> int:
         results["phantom_statistics"] = phantom_statistics()
     if "c" in parts:
         octdl_model = octdl_run(work, p, octdl, "attention", 0) if octdl is not None else None
-        results["across"] = across(work, p, octdl or OCTDL_MINI, octdl_model, backbones["realistic"])
+        results["across"] = across(work, p, octdl or OCTDL_MINI, octdl_model)
     if "a" in parts:
         phantom_models = tuple(m for m in args.phantom_models.split(",") if m)
         if not set(phantom_models) <= set(MODELS):
             parser.error(f"--phantom-models: choose from {', '.join(MODELS)}")
-        results["oct2017_cv"] = oct2017_cv(work, p, backbones, not args.no_standard_pretraining, phantom_models)
+        standard = not args.no_standard_pretraining
+        results["oct2017_cv"] = oct2017_cv(work, p, backbones, standard, phantom_models, seeds)
     if "e" in parts and octdl is not None:
-        results["oct2017_transfer"] = oct2017_transfer(work, p, octdl)
+        results["oct2017_transfer"] = oct2017_transfer(work, p, octdl, seeds)
     for key in ("oct2017_cv", "oct2017_transfer"):
         for run in results.get(key, {}).get("runs", {}).values():
             run.pop("_order")
             run.pop("_correct")
     if args.update:
-        results = merged_results(RESULTS / "real_scans.json", results, parts, machine())
+        results = merged_results(RESULTS / "real_scans.json", results, parts, machine(), join_runs=bool(args.seeds))
     elif parts != set(PARTS):
         print(f"parts {args.parts} done; run again without --parts (or with --update) to write the results")
         return 0
@@ -624,9 +659,15 @@ PART_KEYS = {
 
 
 def merged_results(
-    committed: Path, new: dict[str, Any], parts: set[str], measured_on: dict[str, Any]
+    committed: Path,
+    new: dict[str, Any],
+    parts: set[str],
+    measured_on: dict[str, Any],
+    join_runs: bool = False,
 ) -> dict[str, Any]:
-    """The committed results with the parts run now replaced (``--update``).
+    """The committed results with the parts run now replaced (``--update``), or, with
+    ``join_runs`` (``--seeds``), with the runs of the seeds run now joined to the committed
+    part's (:func:`joined_part`).
 
     ``machines`` maps each part's results key to the machine it was measured on: a part run
     now gets ``measured_on``, one kept from the file keeps its entry (or the file's machine),
@@ -643,37 +684,105 @@ def merged_results(
             if part in parts:
                 if key not in new:
                     raise SystemExit(f"--update: part {part} gave no {key} (is --octdl missing?)")
-                old[key], machines[key] = new[key], measured_on
+                if join_runs and key in old and "runs" in old[key]:
+                    machines.setdefault(key, old_machine)
+                    old[key] = joined_part(key, old[key], new[key], old, measured_on)
+                else:
+                    old[key], machines[key] = new[key], measured_on
             elif key in old:
                 machines.setdefault(key, old_machine)
-    if "a" in parts:  # the file's size and epochs are part a's (older parts a carry no keys of their own)
+    if "a" in parts and not join_runs:  # the file's size and epochs are part a's (older parts a carry none)
         old.update({k: new[k] for k in ("size", "epochs") if k in new})
+    old["seeds"] = sorted({s for key in ("oct2017_cv", "octdl") if key in old for s in seeds_of(old[key])})
     return old
 
 
-def headline(results: dict[str, Any]) -> dict[str, Any]:
-    """Each part's headline under a key that says what it is, with accuracy and macro-F1."""
+def seeds_of(part: dict[str, Any]) -> list[int]:
+    """The seeds of a part's runs, read from their names (:func:`seeded`)."""
+    found = {int(m.group(1)) if (m := re.search(r"-s(\d+)$", name)) else 0 for name in part["runs"]}
+    return sorted(found)
+
+
+RECIPE_KEYS = ("scans", "folds", "size", "epochs", "schedule")
+"""What must be the same for runs of two seeds to stand in one table."""
+
+
+def joined_part(
+    key: str, old: dict[str, Any], new: dict[str, Any], old_file: dict[str, Any], measured_on: dict[str, Any]
+) -> dict[str, Any]:
+    """The committed part ``old`` with ``new``'s runs and comparisons joined (a run of the
+    same name replaced); ``seed_machines`` names where each seed joined later was measured.
+
+    Raises:
+        SystemExit: the two were measured under another recipe (a part a from before it kept
+            its own size and epochs is read with the file's).
+    """
+
+    def setting(part: dict[str, Any], k: str) -> Any:
+        return part.get(k, old_file.get(k) if k in ("size", "epochs") else None)
+
+    changed = {
+        k: (setting(old, k), setting(new, k))
+        for k in RECIPE_KEYS
+        if setting(old, k) is not None and setting(new, k) is not None and setting(old, k) != setting(new, k)
+    }
+    if changed:
+        keys = "; ".join(f"{k} {a!r} committed, {b!r} now" for k, (a, b) in changed.items())
+        raise SystemExit(f"--seeds with --update: {key} was measured under another recipe ({keys}); rerun it whole")
+    joined = {**old, **{k: new[k] for k in RECIPE_KEYS if k in new}}
+    joined["runs"] = {**old["runs"], **new["runs"]}
+    joined["comparisons"] = {**old["comparisons"], **new["comparisons"]}
+    joined["seed_machines"] = {**old.get("seed_machines", {}), **{str(s): measured_on for s in seeds_of(new)}}
+    joined["seeds"] = seeds_of(joined)
+    return joined
+
+
+def seed_means(runs: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each run name's accuracy and macro-F1 averaged over its seeds (:func:`seeded`), with
+    the number of seeds."""
+    by_name: dict[str, list[dict[str, float]]] = {}
+    for name, run in runs.items():
+        by_name.setdefault(re.sub(r"-s\d+$", "", name), []).append(run)
+    return {
+        name: {"seeds": len(rs), **{k: float(np.mean([r[k] for r in rs])) for k in ("accuracy", "macro_f1")}}
+        for name, rs in by_name.items()
+    }
+
+
+def paper_question(results: dict[str, Any]) -> dict[str, Any]:
+    """Attention vs plain and vs no masks from scratch, on each data set, seed by seed: the
+    paired difference (attention - other, points) and its McNemar p-value."""
     out: dict[str, Any] = {}
-    for key in ("oct2017_cv", "oct2017_transfer"):
+    for other in ("plain", "nomask"):
+        found: dict[str, Any] = {}
+        for key, pattern in (
+            ("oct2017_cv", rf"attention-scratch(?:-s(\d+))? vs {other}-scratch(?:-s\d+)?"),
+            ("octdl", rf"attention vs {other}, seed (\d+)"),
+        ):
+            for name, c in results.get(key, {}).get("comparisons", {}).items():
+                if m := re.fullmatch(pattern, name):
+                    seed = f"seed {m.group(1) or 0}"
+                    found.setdefault(key, {})[seed] = {k: c[k] for k in ("difference_points", "p_value")}
+        out[f"attention vs {other}"] = found
+    return out
+
+
+def headline(results: dict[str, Any]) -> dict[str, Any]:
+    """Each part's headline under a key that says what it is, with accuracy and macro-F1 (the
+    best run name's, averaged over its seeds)."""
+    out: dict[str, Any] = {}
+    for key, by in (("oct2017_cv", "accuracy"), ("oct2017_transfer", "accuracy"), ("octdl", "macro_f1")):
         if key in results:
-            runs = results[key]["runs"]
-            best = max(runs, key=lambda k: runs[k]["accuracy"])
-            out[key] = {"best": best, **{k: runs[best][k] for k in ("accuracy", "macro_f1")}}
-    if "octdl" in results:
-        by_model: dict[str, list[dict[str, float]]] = {}
-        for name, run in results["octdl"]["runs"].items():
-            by_model.setdefault(name.rsplit("-s", 1)[0], []).append(run)
-        means = {
-            m: {k: float(np.mean([r[k] for r in rs])) for k in ("accuracy", "macro_f1")} for m, rs in by_model.items()
-        }
-        top = max(means, key=lambda m: means[m]["macro_f1"])
-        out["octdl"] = {"best": top, "seeds": len(by_model[top]), **means[top]}
+            means = seed_means(results[key]["runs"])
+            best = max(means, key=lambda m: means[m][by])
+            out[key] = {"best": best, **means[best]}
     out["across"] = {k: {m: v[m] for m in ("n", "accuracy", "macro_f1")} for k, v in results["across"].items()}
     out["zero_shot"] = {
         k: {m: v[m] for m in ("n", "accuracy", "macro_f1")}
         for k, v in results["zero_shot"].items()
         if k.endswith("_all")
     }
+    out["paper_question"] = paper_question(results)
 
     def pretraining_gain(name: str, start: str) -> bool:  # "M-START... vs M-scratch": one model, two starts
         b, a = name.split(" vs ")
@@ -692,16 +801,27 @@ def _pct(v: float) -> str:
     return f"{100 * v:.1f}%"
 
 
-def _ci(value: float, interval: list[float]) -> str:
+def pct_ci(value: float, interval: list[float]) -> str:
+    """'52.3% (45.1%-59.0%)': a share with its interval."""
     return f"{_pct(value)} ({_pct(interval[0])}-{_pct(interval[1])})"
 
 
 def _measured(key: str, results: dict[str, Any]) -> str:
-    """ " (measured on CPU, date)" where a part was measured on another machine than the file's."""
-    m = results.get("machines", {}).get(key)
-    if not m or m["cpu"] == results["machine"]["cpu"]:
+    """ " (measured on CPU, date)" where a part was measured on another machine than the file's,
+    and "; seed N measured ..." for each seed joined later on another machine or day."""
+    file_machine = results.get("machine")
+    m = results.get("machines", {}).get(key) or file_machine
+    if m is None:  # a table drawn before the file names its machine
         return ""
-    return f" (measured {m['date'][:10]} on {m['cpu']}, {m['cores']} cores; {m['cpu_flags']})"
+    notes = [] if file_machine is None or m["cpu"] == file_machine["cpu"] else [f"measured {_on(m)}"]
+    for seed, sm in results.get(key, {}).get("seed_machines", {}).items():
+        if (sm["cpu"], sm["date"][:10]) != (m["cpu"], m["date"][:10]):
+            notes.append(f"seed {seed} measured {_on(sm)}")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _on(m: dict[str, Any]) -> str:
+    return f"{m['date'][:10]} on {m['cpu']}, {m['cores']} cores; {m['cpu_flags']}"
 
 
 def _recipe(part: dict[str, Any], results: dict[str, Any]) -> str:
@@ -712,7 +832,9 @@ def _recipe(part: dict[str, Any], results: dict[str, Any]) -> str:
 def _cv_rows(runs: dict[str, Any]) -> list[str]:
     lines = ["| model | accuracy (95% CI) | macro-F1 (95% CI) |", "| --- | ---: | ---: |"]
     for name, r in runs.items():
-        lines.append(f"| {name} | {_ci(r['accuracy'], r['accuracy_ci'])} | {_ci(r['macro_f1'], r['macro_f1_ci'])} |")
+        lines.append(
+            f"| {name} | {pct_ci(r['accuracy'], r['accuracy_ci'])} | {pct_ci(r['macro_f1'], r['macro_f1_ci'])} |"
+        )
     return lines
 
 
@@ -729,7 +851,8 @@ def table(results: dict[str, Any]) -> str:
     lines = [
         f"{'QUICK RUN (tiny models; the numbers mean nothing). ' if results['quick'] else ''}"
         f"**a. OCT2017**, {cv['scans']} real scans in {cv['groups']} patient groups, "
-        f"{cv['folds']}-fold cross-validation, {results['size']} px, {_recipe(cv, results)}, pooled out-of-fold "
+        f"{cv['folds']}-fold cross-validation, {cv.get('size', results['size'])} px, {_recipe(cv, results)}, "
+        f"seeds {', '.join(map(str, seeds_of(cv)))} (-sN: seed N; unmarked: seed 0), pooled out-of-fold "
         "(phantom = the realistic phantoms' "
         f"backbone; phantom_standard = the standard phantoms'){_measured('oct2017_cv', results)}:",
         "",
@@ -765,7 +888,9 @@ def table(results: dict[str, Any]) -> str:
     ):
         r = a[key]
         recall = ", ".join(f"{k} {_pct(v)}" for k, v in r["recall"].items())
-        lines.append(f"- {label}: {r['n']} scans, accuracy {_pct(r['accuracy'])}; {recall}.")
+        calls = ", ".join(f"{k} {n}" for k, n in r.get("predicted", {}).items() if n)
+        went = f"; predicted as {calls}" if calls else ""  # a part c from before the count was kept has none
+        lines.append(f"- {label}: {r['n']} scans, accuracy {_pct(r['accuracy'])}; {recall}{went}.")
     z = results["zero_shot"]
     lines += [
         "",
@@ -778,8 +903,8 @@ def table(results: dict[str, Any]) -> str:
     for generator in ("standard", "realistic"):
         every, unseen = z[f"{generator}_all"], z[f"{generator}_not_in_style"]
         lines.append(
-            f"| {generator} | {_ci(every['accuracy'], every['accuracy_ci'])} (n={every['n']}) "
-            f"| {_pct(every['macro_f1'])} | {_ci(unseen['accuracy'], unseen['accuracy_ci'])} (n={unseen['n']}) |"
+            f"| {generator} | {pct_ci(every['accuracy'], every['accuracy_ci'])} (n={every['n']}) "
+            f"| {_pct(every['macro_f1'])} | {pct_ci(unseen['accuracy'], unseen['accuracy_ci'])} (n={unseen['n']}) |"
         )
     st = results["phantom_statistics"]
     lines += [
@@ -810,6 +935,14 @@ def table(results: dict[str, Any]) -> str:
             "",
             *_comparison_rows(e["comparisons"]),
         ]
+    lines += ["", "**The paper's question on real OCT** (from scratch; attention - other, paired, points, p):", ""]
+    for question, found in paper_question(results).items():
+        answers = [
+            f"{where} "
+            + ", ".join(f"{seed} {c['difference_points']:+.1f} (p {c['p_value']:.2g})" for seed, c in by_seed.items())
+            for where, by_seed in found.items()
+        ]
+        lines.append(f"- {question}: " + ("; ".join(answers) if answers else "not measured") + ".")
     return "\n".join(lines)
 
 

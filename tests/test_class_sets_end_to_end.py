@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from octattn.cli import main
-from octattn.evaluation.evaluate import evaluate_model
+from octattn.evaluation.evaluate import evaluate_model, format_headline
 from octattn.inference.bundle import read_bundle_config
 from octattn.inference.onnx_export import OnnxPredictor, export_onnx
 from octattn.inference.publish import model_card
@@ -107,5 +107,10 @@ def test_an_oct2017_model_on_octdl_through_a_class_map(bundle, capsys):
         c: 10 for c in ("AMD", "ERM", "RAO", "RVO", "VID")
     }
     assert set(result.report["ci_recall"]) - {"_bootstrap"} == {"recall DME", "recall NORMAL"}
+    # every mapped scan is counted under the model class it was given, the unmapped ones too
+    predicted = result.report["predicted"]
+    assert set(predicted) == {"CNV", "DME", "DRUSEN", "NORMAL"} and sum(predicted.values()) == 20
+    assert predicted["NORMAL"] == int((result.probs.argmax(1) == result.class_names.index("NORMAL")).sum())
+    assert "predicted as: CNV " in format_headline(result.report)
     code = main(["--quiet", "evaluate", str(bundle), "--data", str(OCTDL_MINI), "--class-map", "NO=NORMAL,XX=GLAUCOMA"])
     assert code == 2 and "GLAUCOMA, not among the model's classes" in capsys.readouterr().err

@@ -4,8 +4,9 @@ import csv
 import json
 from pathlib import Path
 
+import benchmarks.real_scans as real_scans
 import pytest
-from benchmarks.real_scans import headline, merged_results, octdl_clean_manifest, table
+from benchmarks.real_scans import headline, merged_results, octdl_clean_manifest, plan, seeds_of, table
 
 from tests.data.helpers import make_tree
 
@@ -30,6 +31,12 @@ def test_octdl_clean_manifest_drops_the_later_copy_of_every_leak(tmp_path):
     assert audit["dropped_by_split"] == {"train": 0, "val": 1, "test": 1}
     assert audit["kept_counts"]["test"] == {"AMD": 1, "NO": 1}
     assert str(root) not in str(audit)  # the data set's path never reaches the results
+    # --quick keeps the first scans of each class in each split, after the leaks are gone
+    capped = octdl_clean_manifest(root, tmp_path / "capped.csv", cap_per_class=1)
+    with (tmp_path / "capped.csv").open() as handle:
+        names = [Path(r["path"]).name for r in csv.DictReader(handle)]
+    assert names == ["amd_1_1.jpg", "no_3_1.jpg", "no_4_1.jpg", "amd_5_1.jpg", "no_7_1.jpg"]
+    assert capped["kept_counts"]["train"] == {"AMD": 1, "NO": 1} and capped["dropped"] == audit["dropped"]
 
 
 def _fake_results() -> dict:
@@ -116,6 +123,9 @@ def test_headline_names_the_best_model_of_each_part_and_the_tables_show_every_ru
     for name in results["oct2017_cv"]["runs"]:
         assert f"| {name} |" in text
     assert "| plain-s1 | 50.0% | 45.0% |" in text
+    assert "accuracy 50.0%; recall DME 50.0%." in text  # no prediction counts kept: none shown
+    results["across"]["oct2017_model_on_octdl"]["predicted"] = {"CNV": 60, "DME": 40, "NORMAL": 0}
+    assert "recall DME 50.0%; predicted as CNV 60, DME 40." in table(results)
     assert "67 later copies dropped (val 18, test 49), 380 test scans left" in text
     assert "QUICK RUN" not in text
 
@@ -187,7 +197,7 @@ def _with_transfer(results: dict) -> dict:
 def test_part_e_has_its_own_headline_gain_and_table():
     results = _with_transfer(_fake_results())
     top = headline(results)
-    assert top["oct2017_transfer"] == {"best": "attention-octdl", "accuracy": 0.62, "macro_f1": 0.52}
+    assert top["oct2017_transfer"] == {"best": "attention-octdl", "seeds": 1, "accuracy": 0.62, "macro_f1": 0.52}
     # only "M-octdl vs M-scratch" is a pretraining gain; the model comparison is not
     assert top["octdl_pretraining_gain_points"] == {
         "attention-octdl vs attention-scratch": 32.0,
@@ -251,3 +261,117 @@ def test_a_finished_run_is_reused_only_under_the_same_settings(tmp_path):
     with pytest.raises(SystemExit, match=r"other settings \(schedule 'cosine' there, 'onecycle' now; epochs 4"):
         run_once(run.name, tmp_path, data, ["schedule=onecycle", "epochs=12"])
     assert json.loads((run / "result.json").read_text()) == {"accuracy": 0.3}  # left as it was
+
+
+def _cv_run(acc: float) -> dict:
+    return {"n": 307, "accuracy": acc, "accuracy_ci": [0.1, 0.9], "macro_f1": acc, "macro_f1_ci": [0.1, 0.9]}
+
+
+def test_a_second_seed_joins_the_committed_runs_of_the_same_recipe(tmp_path):
+    old = {"machine": _machine("AMD EPYC", "2026-12-01"), **_fake_results()}
+    committed = tmp_path / "real_scans.json"
+    committed.write_text(json.dumps(old))
+    now = _machine("AMD EPYC", "2026-12-03")
+    fresh = {
+        "scans": 307,
+        "folds": 5,
+        "size": 147,  # the committed part a kept no size of its own: the file's (147) is its
+        "epochs": 6,
+        "runs": {"attention-scratch-s1": _cv_run(0.7), "plain-scratch-s1": _cv_run(0.6)},
+        "comparisons": {"attention-scratch-s1 vs plain-scratch-s1": {"difference_points": 10.0, "p_value": 0.01}},
+    }
+    merged = merged_results(committed, {"oct2017_cv": fresh}, {"a"}, now, join_runs=True)
+    cv = merged["oct2017_cv"]
+    assert set(cv["runs"]) == {*old["oct2017_cv"]["runs"], "attention-scratch-s1", "plain-scratch-s1"}
+    assert cv["comparisons"]["attention-scratch vs plain-scratch"] == {"difference_points": 2.0, "p_value": 0.5}
+    assert cv["seeds"] == [0, 1] and seeds_of(cv) == [0, 1] and merged["seeds"] == [0, 1]
+    assert cv["seed_machines"] == {"1": now} and merged["machines"]["oct2017_cv"]["date"] == "2026-12-01"
+    top = headline(merged)
+    # attention-scratch: accuracy 0.50 and 0.70 (macro-F1 0.40 and 0.70); the best mean now
+    assert top["oct2017_cv"] == {
+        "best": "attention-scratch",
+        "seeds": 2,
+        "accuracy": pytest.approx(0.6),
+        "macro_f1": pytest.approx(0.55),
+    }
+    assert top["paper_question"]["attention vs plain"]["oct2017_cv"] == {
+        "seed 0": {"difference_points": 2.0, "p_value": 0.5},
+        "seed 1": {"difference_points": 10.0, "p_value": 0.01},
+    }
+    assert top["paper_question"]["attention vs plain"]["octdl"] == {
+        "seed 0": {"difference_points": 2.0, "p_value": 0.5}
+    }
+    assert top["paper_question"]["attention vs nomask"] == {}
+    text = table({**merged, "machine": now})
+    # the seed joined later names its day: machines of one name differ about 2x
+    assert "seeds 0, 1 (" in text and "(seed 1 measured 2026-12-03 on AMD EPYC" in text.split("**b.")[0]
+    assert "- attention vs plain: oct2017_cv seed 0 +2.0 (p 0.5), seed 1 +10.0 (p 0.01); octdl seed 0" in text
+    assert "- attention vs nomask: not measured." in text
+    # another recipe never joins: its runs would be read as the same experiment's
+    with pytest.raises(SystemExit, match="another recipe \\(epochs 6 committed, 12 now\\)"):
+        merged_results(committed, {"oct2017_cv": {**fresh, "epochs": 12}}, {"a"}, now, join_runs=True)
+
+
+def test_cross_validation_runs_each_model_from_scratch_once_per_seed(tmp_path, monkeypatch):
+    """Seed 0 keeps the names runs had before seeds were kept; a backbone's runs stay at seed 0;
+    every seed sees the same folds (the paired tests need the same scans)."""
+    rows = [
+        {"path": f"s{i}.png", "label": ["CNV", "DME", "DRUSEN", "NORMAL"][i % 4], "group": str(i)} for i in range(20)
+    ]
+    monkeypatch.setattr(real_scans, "oct2017_scans", lambda: rows)
+    trained: dict[str, list[str]] = {}
+    tests: dict[str, set[str]] = {}
+
+    def fake_run_once(name, work, data, overrides, split="test"):
+        trained[name] = overrides
+        with data.open() as handle:
+            tests[name] = {r["path"] for r in csv.DictReader(handle) if r["split"] == "test"}
+        paths = sorted(tests[name])
+        return {"paths": paths, "groups": paths, "labels": [0] * len(paths), "probs": [[1, 0, 0, 0]] * len(paths)}
+
+    monkeypatch.setattr(real_scans, "run_once", fake_run_once)
+    monkeypatch.setattr(real_scans, "pooled", lambda results: {"n": sum(len(r["paths"]) for r in results)})
+    monkeypatch.setattr(real_scans, "paired", lambda a, b: {"difference_points": 0.0, "p_value": 1.0})
+    p = plan(True, 75)  # two folds
+    weights = {"phantom": tmp_path / "backbone.safetensors"}
+    configs = [("attention", "scratch"), ("plain", "scratch"), ("attention", "phantom")]
+    pairs = (("plain-scratch", "attention-scratch"), ("attention-scratch", "attention-phantom"))
+    out = real_scans.cross_validated(tmp_path, p, configs, weights, pairs, seeds=(0, 1))
+    assert set(out["runs"]) == {
+        "attention-scratch",
+        "plain-scratch",
+        "attention-phantom",
+        "attention-scratch-s1",
+        "plain-scratch-s1",
+    }
+    assert set(out["comparisons"]) == {
+        "attention-scratch vs plain-scratch",
+        "attention-phantom vs attention-scratch",
+        "attention-scratch-s1 vs plain-scratch-s1",
+    }
+    assert "seed=1" in trained["oct2017-plain-scratch-s1-fold0"] and "seed=0" in trained["oct2017-plain-scratch-fold0"]
+    assert not any("weights=" in o for o in trained["oct2017-plain-scratch-s1-fold1"])
+    assert f"weights={weights['phantom']}" in trained["oct2017-attention-phantom-fold1"]
+    assert tests["oct2017-attention-scratch-fold0"] == tests["oct2017-attention-scratch-s1-fold0"]
+    assert tests["oct2017-attention-scratch-fold0"].isdisjoint(tests["oct2017-attention-scratch-fold1"])
+    assert out["seeds"] == [0, 1] and out["runs"]["attention-scratch-s1"]["n"] == 20
+    # a later seed alone needs no backbone: the runs from one are seed 0's
+    later = real_scans.cross_validated(tmp_path, p, configs, {}, pairs, seeds=(1,))
+    assert set(later["runs"]) == {"attention-scratch-s1", "plain-scratch-s1"} and later["seeds"] == [1]
+
+
+def test_the_jitter_probe_table_shows_both_runs_of_each_seed_and_their_paired_test():
+    from benchmarks.octdl_jitter import table as jitter_table
+
+    def run(acc: float) -> dict:
+        return {"n": 480, "accuracy": acc, "accuracy_ci": [acc - 0.05, acc + 0.05], "macro_f1": acc - 0.1}
+
+    pair = {
+        "without": {**run(0.5), "macro_f1_ci": [0.35, 0.45]},
+        "with": {**run(0.6), "macro_f1_ci": [0.45, 0.55]},
+        "paired": {"difference_points": 10.0, "p_value": 0.001},
+    }
+    text = jitter_table({"model": "plain", "test_scans": 480, "seeds": {"0": pair}})
+    assert "| 0 | without | 50.0% (45.0%-55.0%) | 40.0% (35.0%-45.0%) |" in text
+    assert "| 0 | with | 60.0% (55.0%-65.0%) | 50.0% (45.0%-55.0%) |" in text
+    assert "| seed 0 | +10.0 | 0.001 |" in text and "480 clean test scans" in text

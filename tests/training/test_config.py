@@ -51,6 +51,7 @@ def test_amp_off_survives_yaml_reading_off_as_false(tmp_path):
         (["batch_size=abc"], "must be a int"),
         (["epochs"], "key=value"),
         (["image_size=64"], "at least 75"),
+        (["jitter=1.5"], "jitter must be in \\[0, 1\\], got 1.5"),
     ],
 )
 def test_bad_settings_are_clear(overrides, message):

@@ -6,6 +6,9 @@
   8-100% of the area and 3/4-4/3 aspect (torchvision's ``RandomResizedCrop``, the
   Inception training crop), then resize. The paper found it often keeps only background.
 
+Training may add :func:`random_jitter` (``jitter:``): small random affine moves and
+brightness/contrast changes, against the overfitting of a few hundred real scans.
+
 :func:`eval_transform` is the single deterministic transform used by evaluate, predict,
 explain and serve: a direct resize and the model's normalisation.
 """
@@ -96,6 +99,36 @@ def apply_augment(image: torch.Tensor, augment: str) -> torch.Tensor:
     return image
 
 
+JITTER_AT_1 = {"degrees": 10.0, "shift": 0.05, "scale": 0.10, "brightness": 0.20, "contrast": 0.20}
+"""The largest change of each kind at ``jitter: 1`` (each drawn uniformly within +-strength x
+this): a scan tilted, shifted and zoomed as little as fixation and device settings move it."""
+
+
+def random_jitter(image: torch.Tensor, strength: float) -> torch.Tensor:
+    """A uint8 ``(1, H, W)`` scan tilted, shifted and scaled a little (dark fill: what lies
+    outside a B-scan is vitreous-dark) and made a little brighter or darker and more or less
+    contrasted, by amounts drawn from torch's generator (so a seeded run repeats); ``strength``
+    scales :data:`JITTER_AT_1`, 0 returns the scan untouched."""
+    if strength <= 0:
+        return image
+
+    def draw(key: str) -> float:
+        return float(torch.empty(()).uniform_(-1.0, 1.0)) * strength * JITTER_AT_1[key]
+
+    height, width = image.shape[-2:]
+    image = TF.affine(
+        image,
+        angle=draw("degrees"),
+        translate=[round(draw("shift") * width), round(draw("shift") * height)],
+        scale=1.0 + draw("scale"),
+        shear=[0.0, 0.0],
+        interpolation=InterpolationMode.BILINEAR,
+        fill=[0.0],
+    )
+    image = TF.adjust_brightness(image, 1.0 + draw("brightness"))
+    return TF.adjust_contrast(image, 1.0 + draw("contrast"))
+
+
 def normalise(image: torch.Tensor, pre: Preprocess) -> torch.Tensor:
     """uint8 ``(1, H, W)`` (or ``(N, 1, H, W)``) -> float, normalised, ``in_chans`` channels."""
     x = (image.float() / 255.0 - pre.mean) / pre.std
@@ -121,14 +154,16 @@ def eval_transform(pre: Preprocess) -> Callable[[np.ndarray], torch.Tensor]:
 
 
 def train_transform(
-    pre: Preprocess, mode: str = "resize", hflip_prob: float = 0.0
+    pre: Preprocess, mode: str = "resize", hflip_prob: float = 0.0, jitter: float = 0.0
 ) -> Callable[[np.ndarray, str], torch.Tensor]:
-    """The training transform: deterministic copy augmentation, then ``mode``, then flip.
+    """The training transform: deterministic copy augmentation, then ``mode``, then jitter
+    and flip.
 
     Args:
         pre: the model's input spec.
         mode: ``"resize"`` or ``"crop"`` (see the module docstring).
         hflip_prob: probability of a random horizontal flip (0 in the paper's recipe).
+        jitter: strength of :func:`random_jitter` (0, the paper's recipe: off).
     """
     if mode not in PREPROCESS_MODES:
         raise ValueError(f"unknown pre-processing mode {mode!r}; expected one of {PREPROCESS_MODES}")
@@ -137,6 +172,7 @@ def train_transform(
     def transform(gray: np.ndarray, augment: str = "") -> torch.Tensor:
         image = apply_augment(to_tensor(gray), augment)
         image = crop(image) if mode == "crop" else resize(image, pre)
+        image = random_jitter(image, jitter)  # after the resize: the affine works on the small image
         if hflip_prob > 0 and torch.rand(()) < hflip_prob:
             image = TF.hflip(image)
         return normalise(image, pre)

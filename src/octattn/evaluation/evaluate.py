@@ -134,7 +134,9 @@ def evaluate_model(
     ``data`` may be ``None`` for a run folder: the data the run recorded is used. The data is
     read under the model's classes; ``class_map`` (data class -> model class, e.g. OCTDL's
     ``NO`` -> ``NORMAL``) evaluates a data set whose classes map onto a subset of the model's:
-    images of classes it does not map are left out and counted (``report["left_out"]``).
+    images of classes it does not map are left out and counted (``report["left_out"]``), and
+    ``report["predicted"]`` counts the images given each of the model's classes (where the
+    other data set's scans went: often to a class the map leaves out).
     """
     data = data_for(model_path, data)
     data = Path(data).resolve()  # predictions.csv then names every image by an absolute path
@@ -163,6 +165,8 @@ def evaluate_model(
     if class_map is not None:
         report["class_map"] = dict(class_map)
         report["left_out"] = left_out(data, split, class_map)
+        calls = probs.argmax(1)
+        report["predicted"] = {c: int((calls == i).sum()) for i, c in enumerate(predictor.class_names)}
     report.update(safety_report(predictor, rows, probs, labels, groups, resamples, seed))
     report["split"] = split
     report["data"] = str(data)
@@ -228,6 +232,7 @@ def format_headline(report: dict[str, Any]) -> str:
         mapped = ", ".join(f"{k}->{v}" for k, v in report["class_map"].items())
         dropped = ", ".join(f"{k} {n}" for k, n in report["left_out"].items()) or "none"
         lines.append(f"class map: {mapped}; left out (unmapped classes): {dropped}")
+        lines.append("predicted as: " + ", ".join(f"{k} {n}" for k, n in report["predicted"].items()))
         lines.append("(macro precision/F1 count model classes the data cannot have: read accuracy and recall)")
     for key, interval in report.get("ci_recall", {}).items():
         if not key.startswith("_"):

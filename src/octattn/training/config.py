@@ -75,6 +75,9 @@ class TrainConfig:
     image_size: int = setting(299, "input size in pixels (at least 75)")
     preprocess: str = setting("resize", "resize (the paper's direct resize) | crop (random crop, Table III)")
     hflip_prob: float = setting(0.0, "probability of a horizontal flip in training")
+    jitter: float = setting(
+        0.0, "random tilt, shift, zoom, brightness and contrast in training: 0 = off, 1 = up to 10 deg, 5%, 10%, 20%"
+    )
     balance: str = setting(
         "triple",
         "class balance: triple (the paper's DME/DRUSEN copies) | sampler (classes drawn evenly) | "
@@ -135,6 +138,8 @@ class TrainConfig:
             raise ConfigError(f"lr_mask_factor must be positive, got {self.lr_mask_factor}")
         if self.num_workers < -1:
             raise ConfigError(f"num_workers must be -1 (automatic) or at least 0, got {self.num_workers}")
+        if not 0 <= self.jitter <= 1:
+            raise ConfigError(f"jitter must be in [0, 1], got {self.jitter}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.referral is not None:

@@ -122,7 +122,9 @@ def build_run_data(config: TrainConfig, run_dir: Path, info: DistInfo) -> RunDat
     return RunData(
         train=train,
         val=val,
-        train_dataset=ScanDataset(train_items, reader, train_transform(pre, config.preprocess, config.hflip_prob)),
+        train_dataset=ScanDataset(
+            train_items, reader, train_transform(pre, config.preprocess, config.hflip_prob, config.jitter)
+        ),
         val_dataset=ScanDataset(val, reader, eval_item),
         recal_dataset=ScanDataset(_shuffled(train, config.seed), reader, eval_item),
         health_dataset=ScanDataset(_shuffled(val or train, config.seed)[:HEALTH_IMAGES], reader, eval_item),
