@@ -258,14 +258,16 @@ def cross_validated(
     labels = [CLASS_NAMES.index(r["label"]) for r in rows]
     folds = StratifiedGroupKFold(n_splits=p.folds, shuffle=True, random_state=0)
     splits = list(folds.split(np.zeros(len(rows)), labels, [r["group"] for r in rows]))
+    manifests = [
+        fold_manifest(rows, set(test.tolist()), work / f"oct2017-fold{k}.csv") for k, (_, test) in enumerate(splits)
+    ]
     runs: dict[str, dict[str, Any]] = {}
     for model, init in configs:
         for seed in seeds if init == "scratch" else tuple(s for s in seeds if s == 0):
             init_overrides = [f"weights={weights[init]}"] if init != "scratch" else []
             name = seeded(f"{model}-{init}", seed)
             per_fold = []
-            for k, (_, test) in enumerate(splits):
-                manifest = fold_manifest(rows, set(test.tolist()), work / f"oct2017-fold{k}.csv")
+            for k, manifest in enumerate(manifests):
                 overrides = [
                     *MODELS[model],
                     *init_overrides,
@@ -699,8 +701,13 @@ def merged_results(
 
 def seeds_of(part: dict[str, Any]) -> list[int]:
     """The seeds of a part's runs, read from their names (:func:`seeded`)."""
-    found = {int(m.group(1)) if (m := re.search(r"-s(\d+)$", name)) else 0 for name in part["runs"]}
-    return sorted(found)
+    return sorted({split_seed(name)[1] for name in part["runs"]})
+
+
+def split_seed(name: str) -> tuple[str, int]:
+    """``NAME-sSEED`` -> (``NAME``, SEED); a name without the mark is seed 0's (:func:`seeded`)."""
+    m = re.fullmatch(r"(.*)-s(\d+)", name)
+    return (m.group(1), int(m.group(2))) if m else (name, 0)
 
 
 RECIPE_KEYS = ("scans", "folds", "size", "epochs", "schedule")
@@ -742,7 +749,7 @@ def seed_means(runs: dict[str, Any]) -> dict[str, dict[str, float]]:
     the number of seeds."""
     by_name: dict[str, list[dict[str, float]]] = {}
     for name, run in runs.items():
-        by_name.setdefault(re.sub(r"-s\d+$", "", name), []).append(run)
+        by_name.setdefault(split_seed(name)[0], []).append(run)
     return {
         name: {"seeds": len(rs), **{k: float(np.mean([r[k] for r in rs])) for k in ("accuracy", "macro_f1")}}
         for name, rs in by_name.items()
