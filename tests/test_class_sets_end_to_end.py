@@ -31,6 +31,7 @@ TINY_7 = [
     "threads=2",
     "val_fraction=0.3",
     "balance=loss_weights",
+    "prior_correction=true",
     "amp=off",
     "keep_checkpoint=false",
     "referral={AMD: urgent, DME: urgent, RVO: urgent, RAO: urgent, NO: observation}",
@@ -53,6 +54,8 @@ def test_the_bundle_carries_the_classes_and_their_tiers(octdl_run):
     stored = json.loads((octdl_run / "model" / "config.json").read_text())
     assert stored["label_names"] == list(OCTDL_CLASSES) and stored["num_classes"] == 7
     assert config.referral["AMD"] == "urgent" and config.referral["ERM"] is None  # no tier, not a wrong one
+    # octdl-mini is balanced, so the loss weights changed no frequency: a correction of zero
+    assert 0 <= config.prior_power <= 1 and config.logit_bias == pytest.approx([0.0] * 7)
     card = model_card(octdl_run / "model", "org/octdl")
     assert "AMD, DME, ERM, NO, RAO, RVO, VID" in card and "ERM none" in card
 

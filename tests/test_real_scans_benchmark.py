@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import benchmarks.real_scans as real_scans
+import numpy as np
 import pytest
 from benchmarks.real_scans import headline, merged_results, octdl_clean_manifest, plan, seeds_of, table
 
@@ -360,18 +361,109 @@ def test_cross_validation_runs_each_model_from_scratch_once_per_seed(tmp_path, m
     assert set(later["runs"]) == {"attention-scratch-s1", "plain-scratch-s1"} and later["seeds"] == [1]
 
 
-def test_the_jitter_probe_table_shows_both_runs_of_each_seed_and_their_paired_test():
-    from benchmarks.octdl_jitter import table as jitter_table
+def _metrics_csv(run: Path, rows: list[tuple[float, float]]) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    with (run / "metrics.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1"])
+        for epoch, (f1, loss) in enumerate(rows, start=1):
+            writer.writerow([epoch, 1.0, loss, f1 + 0.1, f1])
 
-    def run(acc: float) -> dict:
-        return {"n": 480, "accuracy": acc, "accuracy_ci": [acc - 0.05, acc + 0.05], "macro_f1": acc - 0.1}
 
-    pair = {
-        "without": {**run(0.5), "macro_f1_ci": [0.35, 0.45]},
-        "with": {**run(0.6), "macro_f1_ci": [0.45, 0.55]},
-        "paired": {"difference_points": 10.0, "p_value": 0.001},
+def test_the_recipe_probe_reads_the_epoch_the_run_selected_highest_f1_then_lowest_loss(tmp_path):
+    from benchmarks.octdl_recipe import best_validation
+
+    _metrics_csv(tmp_path / "run", [(0.3, 1.0), (0.5, 0.9), (0.5, 0.8), (0.4, 0.7)])
+    best = best_validation(tmp_path / "run")
+    assert best == {"epoch": 3, "val_macro_f1": 0.5, "val_accuracy": 0.6, "last_val_macro_f1": 0.4}
+
+
+def test_the_recipe_probe_runs_the_baseline_first_and_pairs_each_variant_with_it(tmp_path, monkeypatch):
+    import benchmarks.octdl_recipe as recipe
+
+    trained: dict[str, list[str]] = {}
+
+    def fake_run_once(name, work, data, overrides, split="test"):
+        trained[name] = overrides
+        _metrics_csv(work / "runs" / name, [(0.2 + 0.1 * len(trained), 1.0)])
+        return {"name": name}
+
+    def fake_pooled(results):
+        ci = [0.4, 0.6]
+        return {"n": 480, "accuracy": 0.5, "accuracy_ci": ci, "macro_f1": 0.5, "macro_f1_ci": ci, "_of": results}
+
+    monkeypatch.setattr(recipe, "run_once", fake_run_once)
+    monkeypatch.setattr(recipe, "pooled", fake_pooled)
+    monkeypatch.setattr(recipe, "paired", lambda a, b: {"a": a["_of"][0]["name"], "b": b["_of"][0]["name"]})
+    monkeypatch.setattr(recipe, "prior_corrected", lambda run, manifest, r: (0.5, {"name": r["name"] + "+prior"}))
+    (tmp_path / "octdl-clean.csv").write_text("path,label,patient,split\n")
+    written: list[dict] = []
+    recipe.probe(tmp_path, tmp_path, [1], ["smoothing", "part b"], written.append)
+    assert list(trained) == ["octdl-plain-s1", "octdl-plain-s1-smoothing"]  # the baseline once, first
+    assert trained["octdl-plain-s1-smoothing"][-1] == "label_smoothing=0.1"
+    assert "seed=1" in trained["octdl-plain-s1"] and "balance=sampler" in trained["octdl-plain-s1"]
+    last = written[-1]["seeds"]["1"]
+    assert len(written) == 2 and set(last) == {"part b", "smoothing"}  # rewritten after each run
+    assert last["smoothing"]["paired"] == {"a": "octdl-plain-s1", "b": "octdl-plain-s1-smoothing"}
+    assert "paired" not in last["part b"] and not any(k.startswith("_") for k in last["smoothing"])
+    corrected = last["smoothing"]["corrected"]
+    assert corrected["vs_uncorrected"] == {"a": "octdl-plain-s1-smoothing", "b": "octdl-plain-s1-smoothing+prior"}
+    assert corrected["vs_part_b_corrected"] == {"a": "octdl-plain-s1+prior", "b": "octdl-plain-s1-smoothing+prior"}
+    assert last["smoothing"]["prior_power"] == 0.5
+    assert last["smoothing"]["val_macro_f1"] == pytest.approx(0.4) and written[-1]["test_scans"] == 480
+    # the earlier probes' run names are kept, so their finished runs are reused
+    assert recipe.run_name("jitter", 0) == "octdl-plain-s0-jitter1"
+
+
+def test_the_probes_correction_after_the_fact_is_the_one_the_bundle_would_apply(bundle, tmp_path):
+    import shutil
+
+    from benchmarks.octdl_recipe import prior_corrected
+
+    from octattn.evaluation.calibration import fit_prior_power, prior_shift
+    from octattn.evaluation.evaluate import evaluate_model
+    from tests.data.helpers import write_scan
+
+    run = tmp_path / "run"
+    shutil.copytree(bundle, run / "model")
+    (run / "config.yaml").write_text("balance: sampler\n")
+    rows = [("train", "CNV")] * 6 + [("train", "NORMAL")] * 2 + [("val", "CNV"), ("val", "DME"), ("val", "NORMAL")] * 2
+    rows += [("test", c) for c in ("CNV", "DME", "DRUSEN", "NORMAL")] * 2
+    manifest = tmp_path / "m.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "patient", "split"])
+        for i, (split, label) in enumerate(rows):
+            writer.writerow([write_scan(tmp_path / "scans" / f"{i}.png", seed=i, fmt="PNG"), label, f"p{i}", split])
+    test = evaluate_model(run, manifest, "test", resamples=10)
+    power, corrected = prior_corrected(run, manifest, {"probs": test.probs.tolist(), "keep": 1})
+    # by hand: train has 6 CNV, 0 DME, 0 DRUSEN, 2 NORMAL; the sampler made the 2 classes present equal
+    shift = prior_shift([6, 0, 0, 2], [4, 0, 0, 4])
+    val = evaluate_model(run, manifest, "val", resamples=10)
+    temperature = json.loads((run / "model" / "config.json").read_text())["octattn"]["calibration"]["temperature"]
+    assert power == fit_prior_power(val.logits, val.labels, temperature, shift)
+    expected = (test.logits / temperature + power * shift).argmax(1)
+    assert (np.asarray(corrected["probs"]).argmax(1) == expected).all() and corrected["keep"] == 1
+    assert np.asarray(corrected["probs"]).sum(1) == pytest.approx(np.ones(len(expected)))
+
+
+def test_the_recipe_probe_table_shows_each_variant_on_validation_and_on_test():
+    from benchmarks.octdl_recipe import table as recipe_table
+
+    test = {"n": 480, "accuracy": 0.5, "accuracy_ci": [0.45, 0.55], "macro_f1": 0.4, "macro_f1_ci": [0.35, 0.45]}
+    corrected = {**test, "accuracy": 0.7, "vs_uncorrected": {"difference_points": 20.0, "p_value": 1e-6}}
+    base = {"overrides": [], "epoch": 5, "val_macro_f1": 0.45, "test": test, "prior_power": 0.5, "corrected": corrected}
+    versus = {"difference_points": -9.8, "p_value": 3e-4}
+    variant = {
+        **base,
+        "overrides": ["jitter=1"],
+        "epoch": 9,
+        "paired": versus,
+        "corrected": {**corrected, "vs_part_b_corrected": versus},
     }
-    text = jitter_table({"model": "plain", "test_scans": 480, "seeds": {"0": pair}})
-    assert "| 0 | without | 50.0% (45.0%-55.0%) | 40.0% (35.0%-45.0%) |" in text
-    assert "| 0 | with | 60.0% (55.0%-65.0%) | 50.0% (45.0%-55.0%) |" in text
-    assert "| seed 0 | +10.0 | 0.001 |" in text and "480 clean test scans" in text
+    text = recipe_table({"test_scans": 480, "seeds": {"0": {"part b": base, "jitter": variant}}})
+    assert "| 0 | part b | - | 0.450 (5) | 50.0% (45.0%-55.0%) | 40.0% (35.0%-45.0%) | - |" in text
+    assert "| 0 | jitter | `jitter=1` | 0.450 (9) |" in text and "| -9.8 (0.0003) |" in text
+    assert "480 clean scans" in text
+    assert "| 0 | part b | 0.50 | 70.0% (45.0%-55.0%) | 40.0% (35.0%-45.0%) | +20.0 (1e-06) | - |" in text
+    assert "| 0 | jitter | 0.50 | 70.0% (45.0%-55.0%) | 40.0% (35.0%-45.0%) | +20.0 (1e-06) | -9.8 (0.0003) |" in text

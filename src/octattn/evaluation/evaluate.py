@@ -171,6 +171,7 @@ def evaluate_model(
     report["split"] = split
     report["data"] = str(data)
     report["temperature"] = predictor.config.temperature
+    report["prior_power"] = predictor.config.prior_power
     report["tta"] = tta
     # "precision" is the macro metric; the arithmetic the model ran in gets its own key
     report["arithmetic"] = predictor.precision
@@ -245,7 +246,11 @@ def format_headline(report: dict[str, Any]) -> str:
             f"referral ({urgent} urgent): sensitivity {100 * ref['sensitivity']:.1f}%, "
             f"specificity {100 * ref['specificity']:.1f}%, AUC {ref['auc']:.3f}"
         )
-    lines.append(f"calibration: ECE {report['ece']:.3f} at temperature {report.get('temperature', 1.0):.2f}")
+    prior = report.get("prior_power")
+    lines.append(
+        f"calibration: ECE {report['ece']:.3f} at temperature {report.get('temperature', 1.0):.2f}"
+        + (f", class-prior correction at power {prior:.2f}" if prior is not None else "")
+    )
     if "arithmetic" in report:
         lines.append(f"arithmetic: {report['arithmetic']}")
     per_class = report["per_class"]

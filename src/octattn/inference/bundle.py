@@ -49,6 +49,11 @@ class BundleConfig:
     preprocess: Preprocess
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     temperature: float = 1.0
+    logit_bias: list[float] = field(default_factory=list)
+    """Added to ``logits / temperature`` before the softmax (empty: none): the class-prior
+    correction of a balanced run, ``prior_power * prior_shift`` (:mod:`octattn.evaluation.calibration`)."""
+    prior_power: float | None = None
+    """The power of the prior correction, fitted on validation; None: no correction."""
     provenance: dict[str, Any] = field(default_factory=dict)
     referral: dict[str, str | None] = field(default_factory=dict)
     decision: dict[str, Any] = field(default_factory=dict)
@@ -76,12 +81,18 @@ class BundleConfig:
                 "version": BUNDLE_VERSION,
                 "class_names": list(self.class_names),
                 "preprocess": self.preprocess.to_dict(),
-                "calibration": {"temperature": self.temperature},
+                "calibration": self.calibration(),
                 "referral": dict(self.referral),
                 "decision": dict(self.decision),
                 "provenance": self.provenance,
             },
         }
+
+    def calibration(self) -> dict[str, Any]:
+        """The ``calibration`` fields: the temperature, and the prior correction where there is one."""
+        if self.prior_power is None:
+            return {"temperature": self.temperature}
+        return {"temperature": self.temperature, "prior_power": self.prior_power, "logit_bias": list(self.logit_bias)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], origin: str) -> BundleConfig:
@@ -113,12 +124,23 @@ class BundleConfig:
                 preprocess=Preprocess.from_dict(ours["preprocess"]),
                 class_names=list(ours["class_names"]),
                 temperature=float(ours.get("calibration", {}).get("temperature", 1.0)),
+                **_prior_correction(ours.get("calibration", {}), int(data["num_classes"]), origin),
                 provenance=dict(ours.get("provenance", {})),
                 referral=_stored_referral(ours),
                 decision=dict(ours.get("decision", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise OctattnError(f"{origin}: incomplete bundle config ({exc})") from exc
+
+
+def _prior_correction(calibration: dict[str, Any], num_classes: int, origin: str) -> dict[str, Any]:
+    """A bundle's prior correction (none where it was written without one)."""
+    if calibration.get("prior_power") is None:
+        return {}
+    bias = [float(b) for b in calibration.get("logit_bias", [])]
+    if len(bias) != num_classes:
+        raise OctattnError(f"{origin}: calibration.logit_bias has {len(bias)} values for {num_classes} classes")
+    return {"prior_power": float(calibration["prior_power"]), "logit_bias": bias}
 
 
 def _stored_referral(fields: dict[str, Any]) -> dict[str, str | None]:

@@ -171,8 +171,9 @@ class Predictor:
         return out, scores
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities: softmax at the bundle's temperature."""
-        return softmax(logits, self.config.temperature)
+        """Calibrated probabilities: softmax at the bundle's temperature, after its class-prior
+        correction where it has one."""
+        return softmax(logits, self.config.temperature, self.config.logit_bias)
 
     def describe(
         self, source: str, logits: np.ndarray, score: float | None = None, finding: str | None = None

@@ -148,6 +148,12 @@ def model_card(model_path: str | Path, repo_id: str, license_id: str = "apache-2
         f"Probabilities are a softmax at temperature {config.temperature:.3f}, fitted on the validation split "
         "(Guo et al. 2017)"
         + (
+            f", shifted back toward the training set's class frequencies at power {config.prior_power:.2f} "
+            "(the class-prior correction of a balanced run, also fitted on validation)"
+            if config.prior_power is not None
+            else ""
+        )
+        + (
             f"; expected calibration error on the test split {metrics['ece']:.3f}."
             if metrics and "ece" in metrics
             else "."

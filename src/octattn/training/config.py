@@ -83,6 +83,11 @@ class TrainConfig:
         "class balance: triple (the paper's DME/DRUSEN copies) | sampler (classes drawn evenly) | "
         "loss_weights (cross-entropy weighted by inverse class frequency) | none",
     )
+    prior_correction: bool = setting(
+        False,
+        "when the run ends, shift its probabilities back from the balanced classes it trained on toward the "
+        "training set's own frequencies, at the power (0-1) that maximises validation macro-F1",
+    )
     balance_classes: list[str] = setting(["DME", "DRUSEN"], "the classes that `balance: triple` copies")
     balance_factor: int = setting(3, "copies per image of balance_classes (up to 6)")
     val_fraction: float = setting(0.1, "patient-grouped validation share of the training folder (0 = its val/)")

@@ -273,8 +273,9 @@ def _train(
         if info.is_main:
             if better_epoch(row, best):
                 best = {"epoch": epoch + 1, **{k: v for k, v in row.items() if k != "epoch"}}
+                prior = (data.natural_counts(), data.trained_counts or []) if config.prior_correction else None
                 save_best_bundle(
-                    run_dir, model, config, predictions.logits, predictions.labels, epoch + 1, data.classes
+                    run_dir, model, config, predictions.logits, predictions.labels, epoch + 1, data.classes, prior
                 )
             write_logs(run_dir, history, steps)
             save_checkpoint(

@@ -43,6 +43,13 @@ class RunData:
     skipped: SkipReport
     classes: tuple[str, ...] = CLASS_NAMES
     loss_weights: torch.Tensor | None = None
+    trained_counts: list[float] | None = None
+    """Each class's share of what the loss saw, in scans (after tripling, sampling or loss
+    weights); with the training scans' own counts it gives the class-prior correction."""
+
+    def natural_counts(self) -> list[float]:
+        """How many training scans each class has, before any balancing."""
+        return np.bincount([s.label for s in self.train], minlength=len(self.classes)).astype(float).tolist()
 
 
 def _reader(config: TrainConfig) -> Reader:
@@ -79,6 +86,16 @@ def _shuffled(samples: Sequence[Sample], seed: int) -> list[Sample]:
     return [samples[i] for i in order]
 
 
+def trained_class_counts(labels: Sequence[int], num_classes: int, balance: str) -> list[float]:
+    """How many scans of each class the loss sees per epoch, in effect: the training items'
+    own counts (after ``triple``'s copies), or equal shares under ``sampler`` and
+    ``loss_weights``, which both make every class present weigh the same."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(float)
+    if balance in ("sampler", "loss_weights"):
+        counts = np.where(counts > 0, counts.sum() / max(1, int((counts > 0).sum())), 0.0)
+    return [float(c) for c in counts]
+
+
 def build_run_data(config: TrainConfig, run_dir: Path, info: DistInfo) -> RunData:
     """Load, split, check and balance the samples; build the datasets."""
     if config.data is None:
@@ -113,6 +130,7 @@ def build_run_data(config: TrainConfig, run_dir: Path, info: DistInfo) -> RunDat
             weights = torch.as_tensor(list(class_weighted_sampler(train_items).weights), dtype=torch.double)
         elif config.balance == "loss_weights":
             loss_weights = inverse_frequency_weights(train_items, len(classes))
+    counts = trained_class_counts([s.label for s in train_items], len(classes), config.balance)
     pre = preprocess_for(config.model, config.image_size, config.in_chans)
     evaluate_one = eval_transform(pre)
 
@@ -132,6 +150,7 @@ def build_run_data(config: TrainConfig, run_dir: Path, info: DistInfo) -> RunDat
         skipped=skipped,
         classes=classes,
         loss_weights=loss_weights,
+        trained_counts=counts,
     )
 
 

@@ -25,7 +25,7 @@ from torch import nn
 import octattn
 from octattn.classes import CLASS_NAMES, referral_tiers
 from octattn.errors import OctattnError
-from octattn.evaluation.calibration import fit_temperature
+from octattn.evaluation.calibration import fit_prior_power, fit_temperature, prior_shift
 from octattn.inference.bundle import BundleConfig, architecture_of, save_bundle
 from octattn.io import atomic_write_text
 from octattn.models.weights import preprocess_for
@@ -118,15 +118,24 @@ def save_best_bundle(
     labels: np.ndarray,
     epoch: int,
     classes: Sequence[str] = CLASS_NAMES,
+    prior_counts: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> None:
     """Write ``RUN/model``: the weights, class names and referral tiers, pre-processing,
-    provenance and a temperature fitted on validation."""
+    provenance and a temperature fitted on validation; with ``prior_counts`` (the training
+    scans' own class counts, and those the loss saw) also a class-prior correction whose
+    power is fitted on validation (:func:`octattn.evaluation.calibration.fit_prior_power`)."""
     temperature = fit_temperature(logits, labels) if len(labels) else 1.0
+    prior: dict[str, Any] = {}
+    if prior_counts is not None and len(labels):
+        shift = prior_shift(*prior_counts)
+        power = fit_prior_power(logits, labels, temperature, shift)
+        prior = {"prior_power": power, "logit_bias": (power * shift).tolist()}
     bundle = BundleConfig(
         architecture=architecture_of(config.model, model),
         preprocess=preprocess_for(config.model, config.image_size, config.in_chans),
         class_names=list(classes),
         temperature=temperature,
+        **prior,
         provenance=provenance(config, epoch),
         referral=referral_tiers(classes, config.referral),
     )
