@@ -26,6 +26,7 @@ import argparse
 import csv
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +165,15 @@ def _versus(pair: dict[str, Any] | None) -> str:
     return f"{pair['difference_points']:+.1f} ({pair['p_value']:.2g})" if pair else "-"
 
 
+def _rows(results: dict[str, Any], cells: Callable[[dict[str, Any]], list[str]]) -> list[str]:
+    """One table row per seed and variant: the seed, the variant, then ``cells`` of its run."""
+    return [
+        "| " + " | ".join([seed, variant, *cells(run)]) + " |"
+        for seed, runs in results["seeds"].items()
+        for variant, run in runs.items()
+    ]
+
+
 def table(results: dict[str, Any]) -> str:
     """The docs' tables of an ``octdl_recipe.json``: each variant as trained, then with the
     class-prior correction."""
@@ -177,15 +187,16 @@ def table(results: dict[str, Any]) -> str:
         "| test accuracy vs part b (McNemar p) |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: |",
     ]
-    for seed, runs in results["seeds"].items():
-        for variant, r in runs.items():
-            t = r["test"]
-            change = ", ".join(f"`{o}`" for o in r["overrides"]) or "-"
-            lines.append(
-                f"| {seed} | {variant} | {change} | {r['val_macro_f1']:.3f} ({r['epoch']}) "
-                f"| {pct_ci(t['accuracy'], t['accuracy_ci'])} | {pct_ci(t['macro_f1'], t['macro_f1_ci'])} "
-                f"| {_versus(r.get('paired'))} |"
-            )
+    lines += _rows(
+        results,
+        lambda r: [
+            ", ".join(f"`{o}`" for o in r["overrides"]) or "-",
+            f"{r['val_macro_f1']:.3f} ({r['epoch']})",
+            pct_ci(r["test"]["accuracy"], r["test"]["accuracy_ci"]),
+            pct_ci(r["test"]["macro_f1"], r["test"]["macro_f1_ci"]),
+            _versus(r.get("paired")),
+        ],
+    )
     lines += [
         "",
         "The same runs with the class-prior correction (`prior_correction: true`), its power fitted on "
@@ -195,14 +206,16 @@ def table(results: dict[str, Any]) -> str:
         "| accuracy vs uncorrected (McNemar p) | vs part b corrected |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for seed, runs in results["seeds"].items():
-        for variant, r in runs.items():
-            c = r["corrected"]
-            lines.append(
-                f"| {seed} | {variant} | {r['prior_power']:.2f} | {pct_ci(c['accuracy'], c['accuracy_ci'])} "
-                f"| {pct_ci(c['macro_f1'], c['macro_f1_ci'])} | {_versus(c['vs_uncorrected'])} "
-                f"| {_versus(c.get('vs_part_b_corrected'))} |"
-            )
+    lines += _rows(
+        results,
+        lambda r: [
+            f"{r['prior_power']:.2f}",
+            pct_ci(r["corrected"]["accuracy"], r["corrected"]["accuracy_ci"]),
+            pct_ci(r["corrected"]["macro_f1"], r["corrected"]["macro_f1_ci"]),
+            _versus(r["corrected"]["vs_uncorrected"]),
+            _versus(r["corrected"].get("vs_part_b_corrected")),
+        ],
+    )
     return "\n".join(lines)
 
 
