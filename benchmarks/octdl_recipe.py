@@ -30,8 +30,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchmarks.common import RESULTS, write_results
 from benchmarks.real_scans import (
     octdl_clean_manifest,
@@ -40,13 +38,9 @@ from benchmarks.real_scans import (
     pct_ci,
     plan,
     pooled,
+    prior_corrected,
     run_once,
 )
-from octattn.evaluation.calibration import fit_prior_power, prior_shift
-from octattn.evaluation.evaluate import evaluate_model
-from octattn.inference.bundle import read_bundle_config
-from octattn.training.config import RUN_CONFIG, load_config
-from octattn.training.run_data import trained_class_counts
 
 MODEL = "plain"
 """Part b's best model on macro-F1, and the fastest of the three."""
@@ -92,27 +86,6 @@ def best_validation(run: Path) -> dict[str, float]:
 
 def _summary(test: dict[str, Any]) -> dict[str, Any]:
     return {k: test[k] for k in ("n", "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci")}
-
-
-def prior_corrected(run: Path, manifest: Path, result: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-    """The run's test predictions after the class-prior correction (``prior_correction: true``,
-    :mod:`octattn.evaluation.calibration`), fitted here after the fact as the run would have
-    fitted it: the power that maximises macro-F1 on the run's validation scans, at the bundle's
-    temperature. Returns the power and the corrected result (``run_once``'s form)."""
-    config = load_config(run / RUN_CONFIG)
-    bundle = read_bundle_config(run / "model")
-    classes = bundle.class_names
-    with manifest.open(newline="") as handle:
-        train = [classes.index(r["label"]) for r in csv.DictReader(handle) if r["split"] == "train"]
-    natural = np.bincount(train, minlength=len(classes)).astype(float)
-    shift = prior_shift(natural, trained_class_counts(train, len(classes), config.balance))
-    val = evaluate_model(run, manifest, "val", resamples=20)
-    power = fit_prior_power(val.logits, val.labels, bundle.temperature, shift)
-    # result's probabilities are softmax(logits / T): their log differs from logits / T by a
-    # constant per scan, so adding the shift to it ranks the classes as the bundle would.
-    log_probs = np.log(np.clip(np.asarray(result["probs"]), 1e-300, None)) + power * shift
-    probs = np.exp(log_probs - log_probs.max(1, keepdims=True))
-    return power, {**result, "probs": (probs / probs.sum(1, keepdims=True)).tolist()}
 
 
 def one_variant(work: Path, manifest: Path, variant: str, seed: int) -> dict[str, Any]:

@@ -6,7 +6,8 @@ a. OCT2017, 307 real scans (``oct2017-mini`` and ``oct2017-extra``): patient-gro
    scratch (two seeds) and from a phantom-pretrained backbone (seed 0); pooled out-of-fold predictions with
    patient-bootstrap intervals and paired McNemar tests between the models.
 b. OCTDL, whole (``--octdl PATH``, its train/val/test folders; audited first): the same three
-   models, two seeds, macro-F1 as the headline, class-balanced sampling.
+   models, two seeds, macro-F1 as the headline, class-balanced sampling; each run read with the
+   class-prior correction fitted on OCTDL's val scans (as ``prior_correction: true``) and as trained.
 c. Across data sets: an OCT2017-trained model (from scratch) on OCTDL's NO and DME
    (``--class-map``), and an OCTDL-trained model on OCT2017's NORMAL and DME.
 d. Phantoms that teach: the phantom-trained backbone's model on the 307 real scans with no
@@ -47,12 +48,15 @@ from octattn.data.phantom import generate_phantom
 from octattn.data.phantom_style import default_style, learn_style, measure_scan, style_distance
 from octattn.data.synth import write_phantom_tree
 from octattn.demo import config_path
+from octattn.evaluation.calibration import fit_prior_power, prior_shift
 from octattn.evaluation.evaluate import evaluate_model
 from octattn.evaluation.metrics import headline_metrics
 from octattn.evaluation.uncertainty import mcnemar_exact, patient_bootstrap
+from octattn.inference.bundle import read_bundle_config
 from octattn.io import atomic_write_text
 from octattn.training.config import RUN_CONFIG, TrainConfig, absolute_paths, differing_keys, load_config
 from octattn.training.loop import train
+from octattn.training.run_data import trained_class_counts
 
 EXTRA = REAL_DATA.parent / "oct2017-extra"
 OCTDL_MINI = REAL_DATA.parent / "octdl-mini"
@@ -534,29 +538,76 @@ def octdl_clean_manifest(octdl: Path, out: Path, cap_per_class: int | None = Non
     }
 
 
+def prior_corrected(run: Path, manifest: Path, result: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """The run's test predictions after the class-prior correction (``prior_correction: true``,
+    :mod:`octattn.evaluation.calibration`), fitted here after the fact as the run would have
+    fitted it: the power that maximises macro-F1 on the run's validation scans, at the bundle's
+    temperature. Returns the power and the corrected result (``run_once``'s form)."""
+    config = load_config(run / RUN_CONFIG)
+    bundle = read_bundle_config(run / "model")
+    classes = bundle.class_names
+    with manifest.open(newline="") as handle:
+        train = [classes.index(r["label"]) for r in csv.DictReader(handle) if r["split"] == "train"]
+    natural = np.bincount(train, minlength=len(classes)).astype(float)
+    shift = prior_shift(natural, trained_class_counts(train, len(classes), config.balance))
+    val = evaluate_model(run, manifest, "val", resamples=20)
+    power = fit_prior_power(val.logits, val.labels, bundle.temperature, shift)
+    # result's probabilities are softmax(logits / T): their log differs from logits / T by a
+    # constant per scan, so adding the shift to it ranks the classes as the bundle would.
+    log_probs = np.log(np.clip(np.asarray(result["probs"]), 1e-300, None)) + power * shift
+    probs = np.exp(log_probs - log_probs.max(1, keepdims=True))
+    return power, {**result, "probs": (probs / probs.sum(1, keepdims=True)).tolist()}
+
+
+PRIOR_CORRECTION = "fitted after training on OCTDL's val scans, as prior_correction: true fits it"
+"""How part b's headline numbers are corrected for the balanced sampler (:func:`prior_corrected`)."""
+
+
 def octdl_whole(work: Path, p: Plan, octdl: Path, seeds: tuple[int, ...]) -> dict[str, Any]:
-    """The three models on OCTDL's own (audited, leak-free) split, every seed in ``seeds``."""
+    """The three models on OCTDL's own (audited, leak-free) split, every seed in ``seeds``.
+
+    The balanced sampler teaches each model that the seven classes are equally common (AMD is
+    58% of the test scans), so every run is reported with the class-prior correction
+    (:func:`prior_corrected`) and, beside it, as trained; the paired comparisons are made both
+    ways, and each correction's own gain is paired against its run."""
     manifest = work / "octdl-clean.csv"
     audit = octdl_clean_manifest(octdl, manifest, p.octdl_cap)
-    runs: dict[str, Any] = {}
+    as_trained: dict[str, dict[str, Any]] = {}
+    corrected: dict[str, dict[str, Any]] = {}
+    summary: dict[str, Any] = {}
     for model in MODELS:
         for seed in seeds:
-            overrides = octdl_overrides(p, model, seed)
-            runs[f"{model}-s{seed}"] = run_once(f"octdl-{model}-s{seed}", work, manifest, overrides)
-    summary = {name: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]} for name, r in runs.items()}
-    comparisons = {}
+            name, run_name = f"{model}-s{seed}", f"octdl-{model}-s{seed}"
+            result = run_once(run_name, work, manifest, octdl_overrides(p, model, seed))
+            power, fixed = prior_corrected(work / "runs" / run_name, manifest, result)
+            as_trained[name], corrected[name] = pooled([result]), pooled([fixed])
+            summary[name] = {
+                **_metrics(corrected[name]),
+                "prior_power": power,
+                "uncorrected": _metrics(as_trained[name]),
+            }
+    comparisons, uncorrected = {}, {}
     for a, b in (("plain", "attention"), ("nomask", "attention")):
         for seed in seeds:
-            pa, pb = pooled([runs[f"{a}-s{seed}"]]), pooled([runs[f"{b}-s{seed}"]])
-            comparisons[f"{b} vs {a}, seed {seed}"] = paired(pa, pb)
+            pair = f"{b} vs {a}, seed {seed}"
+            comparisons[pair] = paired(corrected[f"{a}-s{seed}"], corrected[f"{b}-s{seed}"])
+            uncorrected[pair] = paired(as_trained[f"{a}-s{seed}"], as_trained[f"{b}-s{seed}"])
     return {
         "size": p.octdl_size,
         "epochs": p.octdl_epochs,
         "schedule": REAL_SCHEDULE,
+        "prior_correction": PRIOR_CORRECTION,
         "audit": audit,
         "runs": summary,
         "comparisons": comparisons,
+        "comparisons_uncorrected": uncorrected,
+        "correction_gain": {name: paired(as_trained[name], corrected[name]) for name in summary},
     }
+
+
+def _metrics(run: dict[str, Any]) -> dict[str, Any]:
+    """A pooled run's accuracy and macro-F1 with their intervals."""
+    return {k: run[k] for k in ("accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci")}
 
 
 PARTS = ("a", "b", "c", "d", "e")
@@ -710,8 +761,11 @@ def split_seed(name: str) -> tuple[str, int]:
     return (m.group(1), int(m.group(2))) if m else (name, 0)
 
 
-RECIPE_KEYS = ("scans", "folds", "size", "epochs", "schedule")
+RECIPE_KEYS = ("scans", "folds", "size", "epochs", "schedule", "prior_correction")
 """What must be the same for runs of two seeds to stand in one table."""
+
+JOINED_KEYS = ("runs", "comparisons", "comparisons_uncorrected", "correction_gain")
+"""A part's entries by run or by pair, which a later seed's join to the committed ones."""
 
 
 def joined_part(
@@ -737,8 +791,9 @@ def joined_part(
         keys = "; ".join(f"{k} {a!r} committed, {b!r} now" for k, (a, b) in changed.items())
         raise SystemExit(f"--seeds with --update: {key} was measured under another recipe ({keys}); rerun it whole")
     joined = {**old, **{k: new[k] for k in RECIPE_KEYS if k in new}}
-    joined["runs"] = {**old["runs"], **new["runs"]}
-    joined["comparisons"] = {**old["comparisons"], **new["comparisons"]}
+    for by_run in JOINED_KEYS:
+        if by_run in old or by_run in new:
+            joined[by_run] = {**old.get(by_run, {}), **new.get(by_run, {})}
     joined["seed_machines"] = {**old.get("seed_machines", {}), **{str(s): measured_on for s in seeds_of(new)}}
     joined["seeds"] = seeds_of(joined)
     return joined
@@ -852,6 +907,31 @@ def _comparison_rows(comparisons: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _octdl_rows(o: dict[str, Any]) -> list[str]:
+    """Part b's run table and paired comparisons; where the runs carry the class-prior
+    correction (:data:`PRIOR_CORRECTION`), corrected first and as trained beside it."""
+    if "prior_correction" not in o:  # a part b from before the correction
+        lines = [":", "", "| OCTDL run | test accuracy | test macro-F1 |", "| --- | ---: | ---: |"]
+        lines += [f"| {n} | {_pct(r['accuracy'])} | {_pct(r['macro_f1'])} |" for n, r in o["runs"].items()]
+        return [*lines, "", *_comparison_rows(o["comparisons"])]
+    lines = [
+        f"; class-prior correction {o['prior_correction']} (power: its strength, 0 = none):",
+        "",
+        "| OCTDL run | test accuracy (95% CI) | test macro-F1 (95% CI) | power | as trained: accuracy, macro-F1 "
+        "| correction, points (McNemar p) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in o["runs"].items():
+        u, gain = r["uncorrected"], o["correction_gain"][name]
+        lines.append(
+            f"| {name} | {pct_ci(r['accuracy'], r['accuracy_ci'])} | {pct_ci(r['macro_f1'], r['macro_f1_ci'])} "
+            f"| {r['prior_power']:.2f} | {_pct(u['accuracy'])}, {_pct(u['macro_f1'])} "
+            f"| {gain['difference_points']:+.1f} ({gain['p_value']:.2g}) |"
+        )
+    lines += ["", "Corrected:", "", *_comparison_rows(o["comparisons"])]
+    return [*lines, "", "As trained:", "", *_comparison_rows(o["comparisons_uncorrected"])]
+
+
 def table(results: dict[str, Any]) -> str:
     """The docs' tables of a ``real_scans.json``."""
     cv = results["oct2017_cv"]
@@ -879,14 +959,9 @@ def table(results: dict[str, Any]) -> str:
             f"(val {audit['dropped_by_split']['val']}, test {audit['dropped_by_split']['test']}), "
             f"{test_n} test scans left. "
             f"{o['size']} px, {o['epochs']} epochs, {o.get('schedule', 'cosine')} schedule, class-balanced sampling"
-            f"{_measured('octdl', results)}:",
-            "",
-            "| OCTDL run | test accuracy | test macro-F1 |",
-            "| --- | ---: | ---: |",
+            f"{_measured('octdl', results)}",
+            *_octdl_rows(o),
         ]
-        for name, run in o["runs"].items():
-            lines.append(f"| {name} | {_pct(run['accuracy'])} | {_pct(run['macro_f1'])} |")
-        lines += ["", *_comparison_rows(o["comparisons"])]
     a = results["across"]
     lines += ["", f"**c. Across data sets** (through `--class-map`){_measured('across', results)}:", ""]
     for key, label in (

@@ -418,7 +418,7 @@ def test_the_recipe_probe_runs_the_baseline_first_and_pairs_each_variant_with_it
 def test_the_probes_correction_after_the_fact_is_the_one_the_bundle_would_apply(bundle, tmp_path):
     import shutil
 
-    from benchmarks.octdl_recipe import prior_corrected
+    from benchmarks.real_scans import prior_corrected
 
     from octattn.evaluation.calibration import fit_prior_power, prior_shift
     from octattn.evaluation.evaluate import evaluate_model
@@ -467,3 +467,52 @@ def test_the_recipe_probe_table_shows_each_variant_on_validation_and_on_test():
     assert "480 clean scans" in text
     assert "| 0 | part b | 0.50 | 70.0% (45.0%-55.0%) | 40.0% (35.0%-45.0%) | +20.0 (1e-06) | - |" in text
     assert "| 0 | jitter | 0.50 | 70.0% (45.0%-55.0%) | 40.0% (35.0%-45.0%) | +20.0 (1e-06) | -9.8 (0.0003) |" in text
+
+
+def test_part_b_reports_each_run_corrected_and_as_trained_and_pairs_both_ways(tmp_path, monkeypatch):
+    """The balanced sampler's runs are read with the class-prior correction (the headline) and
+    as trained; the paper's question is asked of both, and each correction is paired with its run."""
+    trained: list[str] = []
+
+    def fake_run_once(name, work, data, overrides, split="test"):
+        trained.append(name)
+        return {"name": name, "accuracy": 0.3}
+
+    def fake_pooled(results):
+        (r,) = results
+        acc = 0.7 if r["name"].endswith("+prior") else 0.5
+        ci = [acc - 0.05, acc + 0.05]
+        return {"accuracy": acc, "accuracy_ci": ci, "macro_f1": acc - 0.1, "macro_f1_ci": ci, "of": r["name"]}
+
+    monkeypatch.setattr(real_scans, "octdl_clean_manifest", lambda octdl, manifest, cap: {"audit": 1})
+    monkeypatch.setattr(real_scans, "run_once", fake_run_once)
+    monkeypatch.setattr(real_scans, "pooled", fake_pooled)
+    monkeypatch.setattr(real_scans, "prior_corrected", lambda run, m, r: (0.45, {"name": r["name"] + "+prior"}))
+    monkeypatch.setattr(real_scans, "paired", lambda a, b: {"difference_points": 1.0, "p_value": 0.5, "b": b["of"]})
+    part = real_scans.octdl_whole(tmp_path, plan(False, 147), tmp_path, seeds=(0,))
+    assert trained == ["octdl-attention-s0", "octdl-plain-s0", "octdl-nomask-s0"]
+    run = part["runs"]["plain-s0"]
+    assert run["accuracy"] == 0.7 and run["prior_power"] == 0.45
+    assert run["uncorrected"] == {
+        "accuracy": 0.5,
+        "accuracy_ci": [0.45, 0.55],
+        "macro_f1": 0.4,
+        "macro_f1_ci": [0.45, 0.55],
+    }
+    assert part["comparisons"]["attention vs plain, seed 0"]["b"] == "octdl-attention-s0+prior"
+    assert part["comparisons_uncorrected"]["attention vs nomask, seed 0"]["b"] == "octdl-attention-s0"
+    assert part["correction_gain"]["nomask-s0"]["b"] == "octdl-nomask-s0+prior"
+    assert part["prior_correction"] == real_scans.PRIOR_CORRECTION
+    # the headline reads the corrected numbers
+    fake = _fake_results()
+    results = {**fake, "octdl": {**part, "audit": fake["octdl"]["audit"]}}
+    assert headline(results)["octdl"]["macro_f1"] == pytest.approx(0.6)
+    text = table(results)
+    assert "| plain-s0 | 70.0% (65.0%-75.0%) | 60.0% (65.0%-75.0%) | 0.45 | 50.0%, 40.0% | +1.0 (0.5) |" in text
+    assert text.index("Corrected:") < text.index("As trained:")
+    # a second seed joins every by-run entry of the committed part
+    committed = tmp_path / "real_scans.json"
+    committed.write_text(json.dumps({"machine": _machine("AMD EPYC", "2026-12-01"), **results}))
+    later = {**part, "runs": {"plain-s1": run}, "correction_gain": {"plain-s1": {"difference_points": 2.0}}}
+    merged = merged_results(committed, {"octdl": later}, {"b"}, _machine("AMD EPYC", "2026-12-03"), join_runs=True)
+    assert set(merged["octdl"]["correction_gain"]) == {"attention-s0", "plain-s0", "nomask-s0", "plain-s1"}
