@@ -907,15 +907,16 @@ def _comparison_rows(comparisons: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _octdl_rows(o: dict[str, Any]) -> list[str]:
-    """Part b's run table and paired comparisons; where the runs carry the class-prior
-    correction (:data:`PRIOR_CORRECTION`), corrected first and as trained beside it."""
+def _octdl_rows(o: dict[str, Any], lead: str) -> list[str]:
+    """Part b's run table and paired comparisons after the sentence ``lead`` (ended here, on its own
+    line); where the runs carry the class-prior correction (:data:`PRIOR_CORRECTION`), corrected
+    first and as trained beside it."""
     if "prior_correction" not in o:  # a part b from before the correction
-        lines = [":", "", "| OCTDL run | test accuracy | test macro-F1 |", "| --- | ---: | ---: |"]
+        lines = [f"{lead}:", "", "| OCTDL run | test accuracy | test macro-F1 |", "| --- | ---: | ---: |"]
         lines += [f"| {n} | {_pct(r['accuracy'])} | {_pct(r['macro_f1'])} |" for n, r in o["runs"].items()]
         return [*lines, "", *_comparison_rows(o["comparisons"])]
     lines = [
-        f"; class-prior correction {o['prior_correction']} (power: its strength, 0 = none):",
+        f"{lead}; class-prior correction {o['prior_correction']} (power: its strength, 0 = none):",
         "",
         "| OCTDL run | test accuracy (95% CI) | test macro-F1 (95% CI) | power | as trained: accuracy, macro-F1 "
         "| correction, points (McNemar p) |",
@@ -951,17 +952,15 @@ def table(results: dict[str, Any]) -> str:
         o = results["octdl"]
         audit = o["audit"]
         test_n = sum(audit["kept_counts"]["test"].values())
-        lines += [
-            "",
+        lead = (
             f"**b. OCTDL**, its own train/val/test split, audited: {audit['cross_split_patients']} patient on two "
             f"sides, {audit['exact_duplicate_groups']} identical files and {audit['near_duplicate_pairs']} "
             f"near-duplicate pairs across splits; {sum(audit['dropped_by_split'].values())} later copies dropped "
             f"(val {audit['dropped_by_split']['val']}, test {audit['dropped_by_split']['test']}), "
-            f"{test_n} test scans left. "
-            f"{o['size']} px, {o['epochs']} epochs, {o.get('schedule', 'cosine')} schedule, class-balanced sampling"
-            f"{_measured('octdl', results)}",
-            *_octdl_rows(o),
-        ]
+            f"{test_n} test scans left. {o['size']} px, {o['epochs']} epochs, "
+            f"{o.get('schedule', 'cosine')} schedule, class-balanced sampling{_measured('octdl', results)}"
+        )
+        lines += ["", *_octdl_rows(o, lead)]
     a = results["across"]
     lines += ["", f"**c. Across data sets** (through `--class-map`){_measured('across', results)}:", ""]
     for key, label in (

@@ -128,6 +128,8 @@ def test_headline_names_the_best_model_of_each_part_and_the_tables_show_every_ru
     results["across"]["oct2017_model_on_octdl"]["predicted"] = {"CNV": 60, "DME": 40, "NORMAL": 0}
     assert "recall DME 50.0%; predicted as CNV 60, DME 40." in table(results)
     assert "67 later copies dropped (val 18, test 49), 380 test scans left" in text
+    # the sentence ends where it is written, not on a line of its own (a stray ":" line broke the docs)
+    assert "class-balanced sampling:\n" in text and "\n:" not in text
     assert "QUICK RUN" not in text
 
 
@@ -510,6 +512,7 @@ def test_part_b_reports_each_run_corrected_and_as_trained_and_pairs_both_ways(tm
     text = table(results)
     assert "| plain-s0 | 70.0% (65.0%-75.0%) | 60.0% (65.0%-75.0%) | 0.45 | 50.0%, 40.0% | +1.0 (0.5) |" in text
     assert text.index("Corrected:") < text.index("As trained:")
+    assert "class-balanced sampling; class-prior correction" in text and "\n;" not in text
     # a second seed joins every by-run entry of the committed part
     committed = tmp_path / "real_scans.json"
     committed.write_text(json.dumps({"machine": _machine("AMD EPYC", "2026-12-01"), **results}))
