@@ -929,8 +929,18 @@ def _octdl_rows(o: dict[str, Any], lead: str) -> list[str]:
             f"| {r['prior_power']:.2f} | {_pct(u['accuracy'])}, {_pct(u['macro_f1'])} "
             f"| {gain['difference_points']:+.1f} ({gain['p_value']:.2g}) |"
         )
-    lines += ["", "Corrected:", "", *_comparison_rows(o["comparisons"])]
-    return [*lines, "", "As trained:", "", *_comparison_rows(o["comparisons_uncorrected"])]
+    lines += [
+        "",
+        "| paired comparison (same scans) | corrected: B - A, points (McNemar p) | as trained: B - A, points (p) |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, c in o["comparisons"].items():
+        u = o["comparisons_uncorrected"][name]
+        lines.append(
+            f"| {name} | {c['difference_points']:+.1f} ({c['p_value']:.3g}) "
+            f"| {u['difference_points']:+.1f} ({u['p_value']:.3g}) |"
+        )
+    return lines
 
 
 def table(results: dict[str, Any]) -> str:

@@ -490,7 +490,12 @@ def test_part_b_reports_each_run_corrected_and_as_trained_and_pairs_both_ways(tm
     monkeypatch.setattr(real_scans, "run_once", fake_run_once)
     monkeypatch.setattr(real_scans, "pooled", fake_pooled)
     monkeypatch.setattr(real_scans, "prior_corrected", lambda run, m, r: (0.45, {"name": r["name"] + "+prior"}))
-    monkeypatch.setattr(real_scans, "paired", lambda a, b: {"difference_points": 1.0, "p_value": 0.5, "b": b["of"]})
+
+    def fake_paired(a, b):
+        points = 1.0 if b["of"].endswith("+prior") else -2.0
+        return {"difference_points": points, "p_value": 0.5, "b": b["of"]}
+
+    monkeypatch.setattr(real_scans, "paired", fake_paired)
     part = real_scans.octdl_whole(tmp_path, plan(False, 147), tmp_path, seeds=(0,))
     assert trained == ["octdl-attention-s0", "octdl-plain-s0", "octdl-nomask-s0"]
     run = part["runs"]["plain-s0"]
@@ -511,7 +516,8 @@ def test_part_b_reports_each_run_corrected_and_as_trained_and_pairs_both_ways(tm
     assert headline(results)["octdl"]["macro_f1"] == pytest.approx(0.6)
     text = table(results)
     assert "| plain-s0 | 70.0% (65.0%-75.0%) | 60.0% (65.0%-75.0%) | 0.45 | 50.0%, 40.0% | +1.0 (0.5) |" in text
-    assert text.index("Corrected:") < text.index("As trained:")
+    # each comparison once, corrected beside as trained
+    assert "| attention vs plain, seed 0 | +1.0 (0.5) | -2.0 (0.5) |" in text
     assert "class-balanced sampling; class-prior correction" in text and "\n;" not in text
     # a second seed joins every by-run entry of the committed part
     committed = tmp_path / "real_scans.json"
