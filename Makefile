@@ -23,8 +23,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks docs
 	$(BIN)/mypy
 
+# The suite in TEST_WORKERS processes (pytest-xdist), one torch thread each: Inception-v4 at
+# 75 px gains little from a second thread, and the suite's Python, I/O and subprocesses overlap.
+TEST_WORKERS ?= 2
+
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 # The manual's site: reference pages and tables regenerated from the code and results, then built strictly.
 docs: $(STAMP)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -12,6 +13,12 @@ from torch import nn
 import octattn
 from octattn.demo import DemoResult, run_demo
 from tests.model_fixtures import make_bundle
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs the suite in parallel processes (pytest-xdist): one thread each, and
+    # in the CLI subprocesses they start, so that the workers share the cores, not fight.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "oct2017-mini"
