@@ -908,9 +908,9 @@ def _comparison_rows(comparisons: dict[str, Any]) -> list[str]:
 
 
 def _octdl_rows(o: dict[str, Any], lead: str) -> list[str]:
-    """Part b's run table and paired comparisons after the sentence ``lead`` (ended here, on its own
-    line); where the runs carry the class-prior correction (:data:`PRIOR_CORRECTION`), corrected
-    first and as trained beside it."""
+    """Part b's sentence ``lead``, completed here, then its run table and paired comparisons; where
+    the runs carry the class-prior correction (:data:`PRIOR_CORRECTION`), corrected first and as
+    trained beside it."""
     if "prior_correction" not in o:  # a part b from before the correction
         lines = [f"{lead}:", "", "| OCTDL run | test accuracy | test macro-F1 |", "| --- | ---: | ---: |"]
         lines += [f"| {n} | {_pct(r['accuracy'])} | {_pct(r['macro_f1'])} |" for n, r in o["runs"].items()]
