@@ -34,6 +34,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,8 +145,9 @@ def _phantoms(work: Path, setup: Setup) -> dict[str, Path]:
     return {key: value[0] for key, value in folders.items()}
 
 
-def _pretrain(work: Path, data: Path, setup: Setup) -> Path:
-    """Plain Inception-v4 on standard phantoms; its backbone as a weights file."""
+def _pretrain(work: Path, data: Path, setup: Setup, recipe: Sequence[str] = ()) -> Path:
+    """Plain Inception-v4 on phantoms; its backbone as a weights file. ``recipe``: config
+    overrides applied after the study's own (another schedule, augmentation)."""
     backbone = work / "backbone.safetensors"
     if backbone.exists():
         return backbone
@@ -158,6 +160,7 @@ def _pretrain(work: Path, data: Path, setup: Setup) -> Path:
         f"batch_size={setup.batch}",
         f"bn_recalibrate={min(256, 4 * setup.pretrain_per_class)}",
         "amp=auto",
+        *recipe,
     ]
     train(load_config(config_path("demo"), overrides), run, overwrite=True, progress=False)
     return save_backbone(run / "model", backbone)

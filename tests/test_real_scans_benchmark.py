@@ -525,3 +525,22 @@ def test_part_b_reports_each_run_corrected_and_as_trained_and_pairs_both_ways(tm
     later = {**part, "runs": {"plain-s1": run}, "correction_gain": {"plain-s1": {"difference_points": 2.0}}}
     merged = merged_results(committed, {"octdl": later}, {"b"}, _machine("AMD EPYC", "2026-12-03"), join_runs=True)
     assert set(merged["octdl"]["correction_gain"]) == {"attention-s0", "plain-s0", "nomask-s0", "plain-s1"}
+
+
+def test_the_phantom_zero_shot_table_shows_each_seed_and_the_mean_over_seeds():
+    from benchmarks.phantom_zero_shot import RUNS, table
+
+    def run(acc: float) -> dict:
+        return {
+            "accuracy": acc,
+            "accuracy_ci": [acc - 0.05, acc + 0.05],
+            "macro_f1": 0.3,
+            "confusion_matrix": [[1, 0], [0, 2]],
+        }
+
+    name = next(iter(RUNS))
+    text = table({"runs": {name: {"12": run(0.4), "11": run(0.3)}}})
+    rows = [line for line in text.splitlines() if line.startswith(f"| {name} |")]
+    assert [r.split("|")[2].strip() for r in rows[:2]] == ["11", "12"]  # seeds in order
+    assert rows[2].split("|")[2:5] == [" 2 ", " 35.0% ", " 30.0-40.0% "]
+    assert "1, 2" in rows[0]  # the diagonal: each class's scans called right

@@ -8,16 +8,20 @@ patient, numbered from the seed, so patient-grouped tools treat phantoms like re
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from octattn.classes import CLASS_NAMES
-from octattn.data.phantom import DIFFICULTIES, generate_phantom
+from octattn.data.phantom import DIFFICULTIES, Difficulty, Phantom, generate_phantom
 from octattn.data.phantom_style import PhantomStyle
 from octattn.errors import DataError
 from octattn.io import atomic_write_text
+
+PhantomGenerator = Callable[[int, np.random.Generator, int, int, Difficulty, PhantomStyle | None], Phantom]
+"""Draws one phantom: (label, rng, width, height, difficulty, style) -> :class:`Phantom`."""
 
 
 def mask_path_for(root: str | Path, image_path: str | Path) -> Path:
@@ -34,12 +38,14 @@ def write_phantom_tree(
     overwrite: bool = False,
     difficulty: str = "standard",
     style: PhantomStyle | None = None,
+    generator: PhantomGenerator = generate_phantom,
 ) -> dict[str, int]:
     """Generate and write phantoms; ``per_class`` maps split name -> images per class.
 
     ``difficulty`` names a setting of :data:`~octattn.data.phantom.DIFFICULTIES`; a
     ``style`` (:mod:`octattn.data.phantom_style`) renders them like real scans. Returns
-    the number of images written per split.
+    the number of images written per split. ``generator`` draws each phantom (another
+    anatomy, :func:`octattn.data.phantom_anatomy.generate_lesion_sized_phantom`).
     """
     if difficulty not in DIFFICULTIES:
         raise DataError(f"unknown phantom difficulty {difficulty!r}; choose from {', '.join(DIFFICULTIES)}")
@@ -54,7 +60,7 @@ def write_phantom_tree(
         written[split] = 0
         for _ in range(count):
             for label, name in enumerate(CLASS_NAMES):
-                phantom = generate_phantom(label, rng, width, height, DIFFICULTIES[difficulty], style)
+                phantom = generator(label, rng, width, height, DIFFICULTIES[difficulty], style)
                 patient += 1
                 image_path = out / split / name / f"{name}-{patient}-1.png"
                 image_path.parent.mkdir(parents=True, exist_ok=True)
