@@ -38,9 +38,12 @@ from octattn.io import atomic_write_text
 
 ANATOMIES: dict[str, PhantomGenerator] = {"shipped": generate_phantom, "lesion-sized": generate_lesion_sized_phantom}
 
+SIZE, PER_CLASS = 147, 150
+"""Every run's image size and phantoms per class (part d's)."""
+
 RECIPES: dict[str, tuple[Setup, list[str]]] = {
-    "part-d": (Setup(147, 150, 5, 0, 0, 1, 32), []),
-    "onecycle": (Setup(147, 150, 10, 0, 0, 1, 16), ["schedule=onecycle", "jitter=0.5"]),
+    "part-d": (Setup(SIZE, PER_CLASS, 5, 0, 0, 1, 32), []),
+    "onecycle": (Setup(SIZE, PER_CLASS, 10, 0, 0, 1, 16), ["schedule=onecycle", "jitter=0.5"]),
 }
 
 RUNS = {f"{a}/{r}": (a, r) for a in ANATOMIES for r in RECIPES}
@@ -57,7 +60,12 @@ def one_run(work: Path, name: str, seed: int) -> dict[str, Any]:
     phantoms = folder / "phantoms"
     if not (phantoms / "phantoms.json").exists():
         write_phantom_tree(
-            phantoms, {"train": 150}, seed=seed, overwrite=True, style=default_style(), generator=ANATOMIES[anatomy]
+            phantoms,
+            {"train": PER_CLASS},
+            seed=seed,
+            overwrite=True,
+            style=default_style(),
+            generator=ANATOMIES[anatomy],
         )
     setup, overrides = RECIPES[recipe]
     _pretrain(folder, phantoms, setup, [*overrides, f"seed={seed}"])
@@ -115,7 +123,7 @@ def main() -> int:
     for name in names:
         for seed in (int(s) for s in args.seeds.split(",")):
             runs.setdefault(name, {})[str(seed)] = one_run(Path(args.work), name, seed)
-            write_results("phantom_zero_shot", {"size": 147, "per_class": 150, "runs": runs}, table)
+            write_results("phantom_zero_shot", {"size": SIZE, "per_class": PER_CLASS, "runs": runs}, table)
     return 0
 
 

@@ -34,10 +34,9 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from octattn.classes import CLASS_NAMES
-from octattn.data.phantom import Phantom, _render_like_device
+from octattn.data.phantom import DIFFICULTIES, Difficulty, Phantom, _render_like_device
 
 if TYPE_CHECKING:
-    from octattn.data.phantom import Difficulty
     from octattn.data.phantom_style import PhantomStyle
 
 # Reflectivity against normalised depth (0 = ILM, 1 = top of the photoreceptor complex):
@@ -183,7 +182,7 @@ def generate_lesion_sized_phantom(
     rng: np.random.Generator,
     width: int = 256,
     height: int = 248,
-    difficulty: Difficulty | None = None,
+    difficulty: Difficulty = DIFFICULTIES["standard"],
     style: PhantomStyle | None = None,
 ) -> Phantom:
     """One phantom of :func:`realistic_layers`' anatomy, rendered in ``style`` as
@@ -193,11 +192,7 @@ def generate_lesion_sized_phantom(
     Raises:
         ValueError: no ``style``: this anatomy is only drawn the way a device shows it.
     """
-    from octattn.data.phantom import DIFFICULTIES
-
     if style is None:
         raise ValueError("lesion-sized phantoms need a style (octattn.data.phantom_style.default_style())")
-    v, ilm, outer, bruch, mask = realistic_layers(
-        label, rng, width, height, difficulty or DIFFICULTIES["standard"], style
-    )
+    v, ilm, outer, bruch, mask = realistic_layers(label, rng, width, height, difficulty, style)
     return Phantom(image=_render_like_device(v, ilm, outer, bruch, rng, style), mask=mask, label=label)
