@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, machine, save_backbone
+from benchmarks.common import RESULTS, machine, refuse_other_settings, save_backbone
 from octattn.data.synth import write_phantom_tree
 from octattn.demo import config_path
 from octattn.evaluation.compare import compare_models
@@ -149,8 +149,6 @@ def _pretrain(work: Path, data: Path, setup: Setup, recipe: Sequence[str] = ()) 
     """Plain Inception-v4 on phantoms; its backbone as a weights file. ``recipe``: config
     overrides applied after the study's own (another schedule, augmentation)."""
     backbone = work / "backbone.safetensors"
-    if backbone.exists():
-        return backbone
     run = work / "pretrain"
     overrides = [
         f"data={data}",
@@ -162,7 +160,11 @@ def _pretrain(work: Path, data: Path, setup: Setup, recipe: Sequence[str] = ()) 
         "amp=auto",
         *recipe,
     ]
-    train(load_config(config_path("demo"), overrides), run, overwrite=True, progress=False)
+    config = load_config(config_path("demo"), overrides)
+    if backbone.exists():  # reused only if trained as asked now
+        refuse_other_settings(run, config)
+        return backbone
+    train(config, run, overwrite=True, progress=False)
     return save_backbone(run / "model", backbone)
 
 

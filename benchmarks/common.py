@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from octattn.io import atomic_write_text
+from octattn.training.config import RUN_CONFIG, TrainConfig, absolute_paths, differing_keys, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data" / "oct2017-mini"
@@ -77,6 +78,20 @@ def measured_on(results: dict[str, Any]) -> str:
     flags = f"; {m['cpu_flags']}" if m.get("cpu_flags") else ""
     date = f" {m['date'][:10]}" if m.get("date") else ""
     return f"Measured{date} on {m['cpu']} ({m['cores']} cores{flags}), torch {m['torch']}."
+
+
+def refuse_other_settings(run: Path, config: TrainConfig) -> None:
+    """Stop where the finished ``run`` was trained under other settings than ``config``: a
+    recipe changed in the code since would otherwise be reported under the old run's numbers.
+
+    Raises:
+        SystemExit: one line naming the run and each setting that differs (the run is never
+            overwritten unasked).
+    """
+    changed = differing_keys(absolute_paths(load_config(run / RUN_CONFIG)), absolute_paths(config))
+    if changed:
+        keys = "; ".join(f"{k} {old!r} there, {new!r} now" for k, (old, new) in changed.items())
+        raise SystemExit(f"{run}: finished with other settings ({keys}); move it away or pass another --work")
 
 
 def save_backbone(bundle: Path, out: Path) -> Path:

@@ -6,8 +6,9 @@ the 307 real OCT2017 scans (target: 50%). This probe changes one thing at a time
 * the **anatomy**: ``shipped`` (the realistic style of :mod:`octattn.data.phantom`, part d's)
   or ``lesion-sized`` (:mod:`octattn.data.phantom_anatomy`: lesions at the sizes real scans
   show them, and nuisances every class shares), both rendered in the shipped style;
-* the **recipe**: ``part-d`` (the demo's cosine schedule, 5 epochs, batch 32) or ``onecycle``
-  (one-cycle, 10 epochs, batch 16, ``jitter: 0.5``).
+* the **recipe**: ``cosine`` (the demo's cosine schedule, 5 epochs, batch 32: part d's until
+  2026-12-04) or ``onecycle`` (one-cycle, 10 epochs, batch 16, ``jitter: 0.5``: part d's now,
+  :data:`benchmarks.real_scans.PHANTOM_RECIPE`).
 
 Each run: 150 phantoms per class (seed S), plain Inception-v4 at 147 px from scratch (seed S),
 evaluated on all 307 real scans with patient-bootstrap intervals. One seed moves the number by
@@ -28,7 +29,7 @@ from typing import Any
 
 from benchmarks.attention_study import Setup, _pretrain
 from benchmarks.common import REAL_DATA, RESULTS, machine, write_results
-from benchmarks.real_scans import fold_manifest, oct2017_scans, pct_ci
+from benchmarks.real_scans import PHANTOM_RECIPE, fold_manifest, oct2017_scans, pct_ci
 from octattn.data.phantom import generate_phantom
 from octattn.data.phantom_anatomy import generate_lesion_sized_phantom
 from octattn.data.phantom_style import default_style
@@ -42,8 +43,8 @@ SIZE, PER_CLASS = 147, 150
 """Every run's image size and phantoms per class (part d's)."""
 
 RECIPES: dict[str, tuple[Setup, list[str]]] = {
-    "part-d": (Setup(SIZE, PER_CLASS, 5, 0, 0, 1, 32), []),
-    "onecycle": (Setup(SIZE, PER_CLASS, 10, 0, 0, 1, 16), ["schedule=onecycle", "jitter=0.5"]),
+    "cosine": (Setup(SIZE, PER_CLASS, 5, 0, 0, 1, 32), []),
+    "onecycle": (Setup(SIZE, PER_CLASS, 10, 0, 0, 1, 16), list(PHANTOM_RECIPE)),
 }
 
 RUNS = {f"{a}/{r}": (a, r) for a in ANATOMIES for r in RECIPES}

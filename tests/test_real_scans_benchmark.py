@@ -266,6 +266,31 @@ def test_a_finished_run_is_reused_only_under_the_same_settings(tmp_path):
     assert json.loads((run / "result.json").read_text()) == {"accuracy": 0.3}  # left as it was
 
 
+def test_a_phantom_backbone_is_reused_only_under_the_same_recipe(tmp_path):
+    """Part d's pretraining recipe changed (cosine -> one-cycle) while an old backbone file
+    stayed in the work folder: it must not pass for the new recipe's."""
+    from benchmarks.attention_study import Setup, _pretrain
+
+    from octattn.demo import config_path
+    from octattn.training.config import load_config, save_config
+
+    phantoms = tmp_path / "phantoms"
+    setup = Setup(75, 3, 5, 0, 0, 1, 32)
+    backbone = tmp_path / "backbone.safetensors"
+    backbone.write_bytes(b"old weights")
+    (tmp_path / "pretrain").mkdir()
+    old = [f"data={phantoms}", "model=inception_v4", "image_size=75", "epochs=5", "batch_size=32"]
+    save_config(
+        load_config(config_path("demo"), [*old, "bn_recalibrate=12", "amp=auto"]), tmp_path / "pretrain" / "config.yaml"
+    )
+    assert _pretrain(tmp_path, phantoms, setup) == backbone  # the same recipe: reused
+    with pytest.raises(
+        SystemExit, match=r"pretrain: finished with other settings \(schedule 'cosine' there, 'onecycle' now"
+    ):
+        _pretrain(tmp_path, phantoms, setup, ["schedule=onecycle"])
+    assert backbone.read_bytes() == b"old weights"  # left as it was
+
+
 def _cv_run(acc: float) -> dict:
     return {"n": 307, "accuracy": acc, "accuracy_ci": [0.1, 0.9], "macro_f1": acc, "macro_f1_ci": [0.1, 0.9]}
 
