@@ -29,7 +29,7 @@ from typing import Any
 
 from benchmarks.attention_study import Setup, _pretrain
 from benchmarks.common import REAL_DATA, RESULTS, machine, write_results
-from benchmarks.real_scans import PHANTOM_RECIPE, fold_manifest, oct2017_scans, pct_ci
+from benchmarks.real_scans import fold_manifest, oct2017_scans, pct_ci, plan
 from octattn.data.phantom import generate_phantom
 from octattn.data.phantom_anatomy import generate_lesion_sized_phantom
 from octattn.data.phantom_style import default_style
@@ -42,9 +42,12 @@ ANATOMIES: dict[str, PhantomGenerator] = {"shipped": generate_phantom, "lesion-s
 SIZE, PER_CLASS = 147, 150
 """Every run's image size and phantoms per class (part d's)."""
 
+PART_D = plan(False, SIZE)
+"""The real-scan benchmark's full plan at this size: ``onecycle`` is its phantom pretraining."""
+
 RECIPES: dict[str, tuple[Setup, list[str]]] = {
     "cosine": (Setup(SIZE, PER_CLASS, 5, 0, 0, 1, 32), []),
-    "onecycle": (Setup(SIZE, PER_CLASS, 10, 0, 0, 1, 16), list(PHANTOM_RECIPE)),
+    "onecycle": (PART_D.pretrain, list(PART_D.pretrain_recipe)),
 }
 
 RUNS = {f"{a}/{r}": (a, r) for a in ANATOMIES for r in RECIPES}

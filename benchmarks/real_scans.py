@@ -79,6 +79,14 @@ SMALL_DATA = ["batch_size=16", f"schedule={REAL_SCHEDULE}"]
 """About 220 training scans per fold: smaller batches give the few epochs more steps."""
 
 
+PHANTOM_RECIPE = ("schedule=onecycle", "jitter=0.5")
+"""How the phantom backbones train (with 10 epochs at batch 16): the one-cycle recipe of
+``benchmarks/phantom_zero_shot.py``. The demo's cosine over 5 epochs at batch 32 stopped the
+realistic backbone while it still learnt (85% of its own validation phantoms; one-cycle: 98%),
+and from it part a's attention model trailed scratch by 28 points; from the one-cycle backbone
+it is level with scratch (+0.0 points, seed 0, AMX Xeon)."""
+
+
 @dataclass(frozen=True)
 class Plan:
     """Sizes of the benchmark (the full one, or ``--quick``)."""
@@ -92,16 +100,8 @@ class Plan:
     octdl_epochs: int
     octdl_cap: int | None = None
     """At most this many scans of each OCTDL class in each split (``--quick``: the code path only)."""
-    pretrain_recipe: tuple[str, ...] = ()
-    """Config overrides of the phantom pretraining, after the study's own (:data:`PHANTOM_RECIPE`)."""
-
-
-PHANTOM_RECIPE = ("schedule=onecycle", "jitter=0.5")
-"""How the phantom backbones train (with 10 epochs at batch 16): the one-cycle recipe of
-``benchmarks/phantom_zero_shot.py``. The demo's cosine over 5 epochs at batch 32 stopped the
-realistic backbone while it still learnt (85% of its own validation phantoms; one-cycle: 98%),
-and from it part a's attention model trailed scratch by 28 points; from the one-cycle backbone
-it is level with scratch (+0.0 points, seed 0, AMX Xeon)."""
+    pretrain_recipe: tuple[str, ...] = PHANTOM_RECIPE
+    """Config overrides of the phantom pretraining, after the study's own."""
 
 
 def plan(quick: bool, size: int) -> Plan:
@@ -109,8 +109,8 @@ def plan(quick: bool, size: int) -> Plan:
     attention model trains at about 15 images/s at 147 px in bf16 on the AMX Xeon, 20 on the
     faster of the AMD EPYCs)."""
     if quick:
-        return Plan(75, 1, 2, (0,), Setup(75, 3, 1, 0, 0, 1, 8), 75, 1, octdl_cap=16, pretrain_recipe=PHANTOM_RECIPE)
-    return Plan(size, 12, 5, (0, 1), Setup(size, 150, 10, 0, 0, 1, 16), 128, 12, pretrain_recipe=PHANTOM_RECIPE)
+        return Plan(75, 1, 2, (0,), Setup(75, 3, 1, 0, 0, 1, 8), 75, 1, octdl_cap=16)
+    return Plan(size, 12, 5, (0, 1), Setup(size, 150, 10, 0, 0, 1, 16), 128, 12)
 
 
 def oct2017_scans() -> list[dict[str, str]]:
