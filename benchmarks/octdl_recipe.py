@@ -30,8 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, write_results
+from benchmarks.common import RESULTS, machine, write_results
 from benchmarks.real_scans import (
+    measured_phrase,
     octdl_clean_manifest,
     octdl_overrides,
     paired,
@@ -189,7 +190,18 @@ def table(results: dict[str, Any]) -> str:
             _versus(r["corrected"].get("vs_part_b_corrected")),
         ],
     )
+    machines = seed_machines(results)
+    if len({(m["cpu"], m["date"][:10]) for m in machines.values() if m}) > 1:
+        # a CPU moves a 12-epoch run by as much as a seed: each seed says where it ran
+        lines += ["", *(f"Seed {s} measured {measured_phrase(m)}." for s, m in machines.items() if m)]
     return "\n".join(lines)
+
+
+def seed_machines(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Where each seed of a results file was measured: its own entry, else the file's machine
+    (a file from before seeds were measured on different machines)."""
+    own = results.get("seed_machines", {})
+    return {s: own.get(s, results.get("machine")) for s in results["seeds"]}
 
 
 def main() -> int:
@@ -213,12 +225,15 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     # Seeds run before and not now stay in the results file (a later seed is added to it).
     previous = RESULTS / "octdl_recipe.json"
-    kept = json.loads(previous.read_text())["seeds"] if previous.exists() else {}
+    old = json.loads(previous.read_text()) if previous.exists() else {"seeds": {}}
+    kept, kept_machines = old["seeds"], seed_machines(old)
+    now = machine()
 
     def write(results: dict[str, Any]) -> None:
         every = {**{s: r for s, r in kept.items() if s not in results["seeds"]}, **results["seeds"]}
         ordered = {s: every[s] for s in sorted(every, key=int)}
-        write_results("octdl_recipe", {**results, "seeds": ordered}, table, RESULTS)
+        machines = {s: now if s in results["seeds"] else kept_machines[s] for s in ordered}
+        write_results("octdl_recipe", {**results, "seeds": ordered, "seed_machines": machines}, table, RESULTS)
 
     probe(work, octdl, seeds, variants, write)
     return 0

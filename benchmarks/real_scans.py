@@ -882,14 +882,15 @@ def _measured(key: str, results: dict[str, Any]) -> str:
     m = results.get("machines", {}).get(key) or file_machine
     if m is None:  # a table drawn before the file names its machine
         return ""
-    notes = [] if file_machine is None or m["cpu"] == file_machine["cpu"] else [f"measured {_on(m)}"]
+    notes = [] if file_machine is None or m["cpu"] == file_machine["cpu"] else [f"measured {measured_phrase(m)}"]
     for seed, sm in results.get(key, {}).get("seed_machines", {}).items():
         if (sm["cpu"], sm["date"][:10]) != (m["cpu"], m["date"][:10]):
-            notes.append(f"seed {seed} measured {_on(sm)}")
+            notes.append(f"seed {seed} measured {measured_phrase(sm)}")
     return f" ({'; '.join(notes)})" if notes else ""
 
 
-def _on(m: dict[str, Any]) -> str:
+def measured_phrase(m: dict[str, Any]) -> str:
+    """'2026-12-04 on CPU, 2 cores; flags': where and when one machine measured something."""
     return f"{m['date'][:10]} on {m['cpu']}, {m['cores']} cores; {m['cpu_flags']}"
 
 

@@ -569,3 +569,28 @@ def test_the_phantom_zero_shot_table_shows_each_seed_and_the_mean_over_seeds():
     assert [r.split("|")[2].strip() for r in rows[:2]] == ["11", "12"]  # seeds in order
     assert rows[2].split("|")[2:5] == [" 2 ", " 35.0% ", " 30.0-40.0% "]
     assert "1, 2" in rows[0]  # the diagonal: each class's scans called right
+
+
+def test_the_recipe_probe_names_where_each_seed_ran_once_seeds_ran_on_different_machines():
+    from benchmarks.octdl_recipe import seed_machines
+    from benchmarks.octdl_recipe import table as recipe_table
+
+    test = {"n": 480, "accuracy": 0.5, "accuracy_ci": [0.45, 0.55], "macro_f1": 0.4, "macro_f1_ci": [0.35, 0.45]}
+    run = {
+        "overrides": [],
+        "epoch": 5,
+        "val_macro_f1": 0.45,
+        "test": test,
+        "prior_power": 0.5,
+        "corrected": {**test, "vs_uncorrected": {"difference_points": 20.0, "p_value": 1e-6}},
+    }
+    amd = {"cpu": "AMD EPYC", "cores": 2, "cpu_flags": "avx2", "date": "2026-12-02T10:00:00+00:00"}
+    xeon = {**amd, "cpu": "Intel Xeon", "date": "2026-12-04T10:00:00+00:00"}
+    # a file from before seed_machines: its machine is every seed's
+    old = {"machine": amd, "seeds": {"0": {"part b": run}}}
+    assert seed_machines(old) == {"0": amd}
+    assert "Seed 0 measured" not in recipe_table({**old, "test_scans": 480})  # one machine: the footer says it
+    both = {"machine": xeon, "test_scans": 480, "seeds": {"0": {"part b": run}, "1": {"part b": run}}}
+    text = recipe_table({**both, "seed_machines": {"0": amd, "1": xeon}})
+    assert "Seed 0 measured 2026-12-02 on AMD EPYC, 2 cores; avx2." in text
+    assert "Seed 1 measured 2026-12-04 on Intel Xeon, 2 cores; avx2." in text

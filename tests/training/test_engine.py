@@ -100,7 +100,38 @@ def test_batchnorm_recalibration_sample_mixes_classes(tmp_path):
     config = TrainConfig(data=str(tmp_path / "d"), image_size=75, val_fraction=0.25, num_workers=0)
     data = build_run_data(config, tmp_path / "run", DistInfo())
     assert len({s.label for s in data.recal_dataset.samples[:8]}) >= 3
-    assert sorted(s.path for s in data.recal_dataset.samples) == sorted(s.path for s in data.train)
+    assert {s.path for s in data.recal_dataset.samples} == {s.path for s in data.train}  # triple's copies too
+
+
+def test_batchnorm_is_recalibrated_on_the_class_mix_the_loss_saw(tmp_path):
+    """With the balanced sampler the statistics came from the natural mix (OCTDL: 58% AMD) while
+    the weights had learnt on balanced batches: validation accuracy fell by about 20 points."""
+    from collections import Counter
+
+    from octattn.data.synth import write_phantom_tree
+    from octattn.training.run_data import build_run_data
+    from tests.data.helpers import write_scan
+
+    write_phantom_tree(tmp_path / "d", {"train": 2, "val": 1}, seed=0, size=(64, 62))
+    for i in range(28):  # NORMAL: 30 scans, each other class 2
+        write_scan(tmp_path / "d" / "train" / "NORMAL" / f"NORMAL-{2000 + i}-1.jpeg", seed=i)
+    common = {"data": str(tmp_path / "d"), "image_size": 75, "val_fraction": 0, "num_workers": 0}
+    natural = Counter(
+        s.class_name for s in build_run_data(TrainConfig(**common, balance="none"), tmp_path / "a", DistInfo()).train
+    )
+    assert natural["NORMAL"] == 30 and natural["CNV"] == 2
+
+    sampled = build_run_data(TrainConfig(**common, balance="sampler"), tmp_path / "b", DistInfo())
+    mix = Counter(s.class_name for s in sampled.recal_dataset.samples)
+    assert sum(mix.values()) == len(sampled.train) and mix["NORMAL"] < 0.5 * sum(mix.values())  # natural: 83%
+    again = build_run_data(TrainConfig(**common, balance="sampler"), tmp_path / "c", DistInfo())
+    assert [s.path for s in again.recal_dataset.samples] == [s.path for s in sampled.recal_dataset.samples]
+
+    tripled = build_run_data(TrainConfig(**common, balance="triple"), tmp_path / "t", DistInfo())
+    copies = Counter((s.class_name, s.augment) for s in tripled.recal_dataset.samples)
+    assert sum(n for (c, _), n in copies.items() if c == "DME") == 6 and len({a for c, a in copies if c == "DME"}) == 3
+    image, _, _ = tripled.recal_dataset[0]
+    assert tuple(image.shape[-2:]) == (75, 75)
 
 
 def test_loader_workers_default_to_what_the_machine_has(monkeypatch):

@@ -100,7 +100,11 @@ class TrainConfig:
     compile: bool = setting(False, "torch.compile the model")
     grad_checkpointing: bool = setting(False, "recompute activations in backward: less memory (attention model only)")
     bn: str = setting("train", "BatchNorm: train | frozen (every BatchNorm in eval mode)")
-    bn_recalibrate: int = setting(0, "images to re-estimate BatchNorm statistics on before validation (0 = off)")
+    bn_recalibrate: int = setting(
+        0,
+        "training images, drawn in the class mix the loss saw, to re-estimate BatchNorm statistics on before "
+        "validation (0 = off)",
+    )
     threads: int = setting(0, "CPU threads (0 = torch's default)")
     # safety: fitted on the run's own images when training ends (octattn fit-ood refits a bundle)
     ood_detector: bool = setting(True, "fit the out-of-distribution detector when training ends")

@@ -86,6 +86,23 @@ def _shuffled(samples: Sequence[Sample], seed: int) -> list[Sample]:
     return [samples[i] for i in order]
 
 
+def recalibration_items(items: Sequence[Sample], weights: torch.Tensor | None, seed: int) -> list[Sample]:
+    """The training items in the class mix the loss saw, seeded (every rank the same), for
+    re-estimating BatchNorm: ``weights`` (the class-balanced sampler's) draws them as the
+    sampler does; without weights, the items themselves (``triple``'s copies included) shuffled.
+
+    BatchNorm's statistics must come from the mix the weights were trained on: re-estimated
+    on OCTDL's natural mix (58% AMD) after balanced training, a plain Inception-v4 lost most
+    of what it had learnt (docs/real-scans.md, "Recipe probes on OCTDL"). The images are
+    shown as evaluation shows them, with ``triple``'s deterministic copies applied and no jitter.
+    """
+    if weights is None:
+        return _shuffled(items, seed)
+    generator = torch.Generator().manual_seed(seed)
+    draws = torch.multinomial(weights, len(items), replacement=True, generator=generator)
+    return [items[i] for i in draws.tolist()]
+
+
 def trained_class_counts(labels: Sequence[int], num_classes: int, balance: str) -> list[float]:
     """How many scans of each class the loss sees per epoch, in effect: the training items'
     own counts (after ``triple``'s copies), or equal shares under ``sampler`` and
@@ -144,7 +161,9 @@ def build_run_data(config: TrainConfig, run_dir: Path, info: DistInfo) -> RunDat
             train_items, reader, train_transform(pre, config.preprocess, config.hflip_prob, config.jitter)
         ),
         val_dataset=ScanDataset(val, reader, eval_item),
-        recal_dataset=ScanDataset(_shuffled(train, config.seed), reader, eval_item),
+        recal_dataset=ScanDataset(
+            recalibration_items(train_items, weights, config.seed), reader, train_transform(pre, "resize")
+        ),
         health_dataset=ScanDataset(_shuffled(val or train, config.seed)[:HEALTH_IMAGES], reader, eval_item),
         weights=weights,
         skipped=skipped,
