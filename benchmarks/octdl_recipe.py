@@ -58,6 +58,8 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
     "smoothing": (["label_smoothing=0.1"], "label smoothing 0.1"),
     "no recalibration": (["bn_recalibrate=0"], "BatchNorm's running statistics as trained"),
     "jitter": (["jitter=1"], "tilt, shift, zoom, brightness and contrast (jitter: 1)"),
+    "192 px": (["image_size=192"], "1.5 times the side: OCTDL's wide scans (up to 1101x410) keep more detail"),
+    "24 epochs": (["epochs=24"], "twice the epochs: seed 0 chose its last epoch, still learning"),
 }
 """Each variant's overrides on top of part b's recipe, and what it changes, in the order run."""
 

@@ -727,7 +727,8 @@ def merged_results(
 ) -> dict[str, Any]:
     """The committed results with the parts run now replaced (``--update``), or, with
     ``join_runs`` (``--seeds``), with the runs of the seeds run now joined to the committed
-    part's (:func:`joined_part`).
+    part's (:func:`joined_part`). A part whose every committed seed was run again is replaced
+    whole, with the machine it was remade on, not joined: nothing of the old run is left in it.
 
     ``machines`` maps each part's results key to the machine it was measured on: a part run
     now gets ``measured_on``, one kept from the file keeps its entry (or the file's machine),
@@ -744,7 +745,12 @@ def merged_results(
             if part in parts:
                 if key not in new:
                     raise SystemExit(f"--update: part {part} gave no {key} (is --octdl missing?)")
-                if join_runs and key in old and "runs" in old[key]:
+                if (
+                    join_runs
+                    and key in old
+                    and "runs" in old[key]
+                    and not set(seeds_of(old[key])) <= set(seeds_of(new[key]))
+                ):
                     machines.setdefault(key, old_machine)
                     old[key] = joined_part(key, old[key], new[key], old, measured_on)
                 else:

@@ -340,6 +340,30 @@ def test_a_second_seed_joins_the_committed_runs_of_the_same_recipe(tmp_path):
         merged_results(committed, {"oct2017_cv": {**fresh, "epochs": 12}}, {"a"}, now, join_runs=True)
 
 
+def test_seeds_that_remake_every_committed_seed_replace_the_part_with_its_new_machine(tmp_path):
+    """``--parts e --seeds 0 --update`` on a part of seed 0 only: nothing of the old part is
+    left, so it is a replacement measured now, not a join under the old machine."""
+    old = {"machine": _machine("AMD EPYC", "2026-12-01"), **_fake_results()}
+    old["oct2017_transfer"] = {
+        "scans": 307,
+        "folds": 5,
+        "size": 147,
+        "epochs": 12,
+        "runs": {"plain-octdl": _cv_run(0.6)},
+    }
+    committed = tmp_path / "real_scans.json"
+    committed.write_text(json.dumps(old))
+    now = _machine("Intel Xeon", "2026-12-05")
+    fresh = {**old["oct2017_transfer"], "runs": {"plain-octdl": _cv_run(0.7)}, "comparisons": {}}
+    merged = merged_results(committed, {"oct2017_transfer": fresh}, {"e"}, now, join_runs=True)
+    assert merged["oct2017_transfer"] == fresh and merged["machines"]["oct2017_transfer"] == now
+    # a seed that adds to the committed ones still joins, under the committed part's machine
+    both = {**fresh, "runs": {"plain-octdl-s1": _cv_run(0.7)}}
+    joined = merged_results(committed, {"oct2017_transfer": both}, {"e"}, now, join_runs=True)
+    assert set(joined["oct2017_transfer"]["runs"]) == {"plain-octdl", "plain-octdl-s1"}
+    assert joined["machines"]["oct2017_transfer"]["date"] == "2026-12-01"
+
+
 def test_cross_validation_runs_each_model_from_scratch_once_per_seed(tmp_path, monkeypatch):
     """Seed 0 keeps the names runs had before seeds were kept; a backbone's runs stay at seed 0;
     every seed sees the same folds (the paired tests need the same scans)."""
