@@ -6,6 +6,9 @@ A docs page holds a table between two markers::
     ...the table, as rendered...
     <!-- /results -->
 
+``<!-- results: NAME.VIEW -->`` renders the same JSON with the benchmark's ``VIEW`` function
+instead of ``table`` (the README's short summary of a long results page).
+
 ``python -m benchmarks.docs_tables`` rewrites every such block (and ``results/NAME.md``) from
 its JSON with the benchmark's own ``table`` function; ``--check`` only reports the blocks that
 differ (the test suite runs the same check, so a table cannot drift from its numbers).
@@ -24,14 +27,19 @@ from typing import Any
 from benchmarks.common import REPO, RESULTS, measured_on
 
 DOCS = REPO / "docs"
-BLOCK = re.compile(r"(<!-- results: (?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+BLOCK = re.compile(
+    r"(<!-- results: (?P<name>[a-z_]+(?:\.[a-z_]+)?) -->\n)(?P<body>.*?)(<!-- /results -->)",
+    re.S,
+)
 
 
 def render(name: str) -> str:
-    """``results/NAME.json`` as its benchmark renders it, with the machine it was measured on."""
-    payload: dict[str, Any] = json.loads((RESULTS / f"{name}.json").read_text())
-    module = importlib.import_module(f"benchmarks.{name}")
-    return module.table(payload).rstrip() + "\n\n" + measured_on(payload) + "\n"
+    """``results/NAME.json`` as its benchmark renders it (``NAME.VIEW``: with its ``VIEW``
+    function instead of ``table``), with the machine it was measured on."""
+    source, _, view = name.partition(".")
+    payload: dict[str, Any] = json.loads((RESULTS / f"{source}.json").read_text())
+    module = importlib.import_module(f"benchmarks.{source}")
+    return getattr(module, view or "table")(payload).rstrip() + "\n\n" + measured_on(payload) + "\n"
 
 
 def refreshed(text: str, cache: dict[str, str] | None = None) -> str:

@@ -1040,7 +1040,12 @@ def table(results: dict[str, Any]) -> str:
             "",
             *_comparison_rows(e["comparisons"]),
         ]
-    lines += ["", "**The paper's question on real OCT** (from scratch; attention - other, paired, points, p):", ""]
+    lines += ["", *_paper_question_lines(results)]
+    return "\n".join(lines)
+
+
+def _paper_question_lines(results: dict[str, Any]) -> list[str]:
+    lines = ["**The paper's question on real OCT** (from scratch; attention - other, paired, points, p):", ""]
     for question, found in paper_question(results).items():
         answers = [
             f"{where} "
@@ -1048,7 +1053,71 @@ def table(results: dict[str, Any]) -> str:
             for where, by_seed in found.items()
         ]
         lines.append(f"- {question}: " + ("; ".join(answers) if answers else "not measured") + ".")
-    return "\n".join(lines)
+    return lines
+
+
+TARGETS = {"oct2017_cv": "accuracy 80%", "oct2017_transfer": "accuracy 80%", "octdl": "macro-F1 0.70"}
+"""The benchmark's targets, by headline key (phantoms only: :data:`ZERO_SHOT_TARGET`)."""
+
+ZERO_SHOT_TARGET = "accuracy 50%"
+
+
+def _machines_of(key: str, results: dict[str, Any]) -> str:
+    """'AMD EPYC 2026-12-02; Intel Xeon 2026-12-04': every machine and day a part's runs were
+    measured on (the part's, then each seed's joined later)."""
+    main = results.get("machines", {}).get(key) or results["machine"]
+    every = [main, *results.get(key, {}).get("seed_machines", {}).values()]
+    return "; ".join(dict.fromkeys(f"{m['cpu']} {m['date'][:10]}" for m in every))
+
+
+def summary(results: dict[str, Any]) -> str:
+    """The README's short view of a ``real_scans.json``: each yardstick's best run against its
+    target, where it was measured, what pretraining adds, and the paper's question (the full
+    tables are :func:`table`'s)."""
+    top = headline(results)
+    rows = [
+        ("oct2017_cv", "OCT2017, 307 scans, 5-fold CV, from scratch or phantoms (a)"),
+        ("oct2017_transfer", "OCT2017, the same folds, from an OCTDL backbone (e)"),
+        ("octdl", "OCTDL, its clean test split (b)"),
+    ]
+    lines = [
+        "| yardstick | best run (seeds averaged) | accuracy | macro-F1 | target | measured on |",
+        "| --- | --- | ---: | ---: | --- | --- |",
+    ]
+    for key, label in rows:
+        if key in top:
+            t = top[key]
+            lines.append(
+                f"| {label} | {t['best']} ({t['seeds']}) | {_pct(t['accuracy'])} | {_pct(t['macro_f1'])} "
+                f"| {TARGETS[key]} | {_machines_of(key, results)} |"
+            )
+    zero = max(top["zero_shot"].items(), key=lambda kv: kv[1]["accuracy"])
+    lines.append(
+        f"| phantoms only, on the {zero[1]['n']} real scans (d) | {zero[0].removesuffix('_all')} phantoms (1) "
+        f"| {_pct(zero[1]['accuracy'])} | {_pct(zero[1]['macro_f1'])} | {ZERO_SHOT_TARGET} "
+        f"| {_machines_of('zero_shot', results)} |"
+    )
+    for key, label in (
+        ("oct2017_model_on_octdl", "OCT2017 model on OCTDL's NO and DME (c)"),
+        ("octdl_model_on_oct2017", "OCTDL model on OCT2017's NORMAL and DME (c)"),
+    ):
+        a = top["across"][key]
+        lines.append(
+            f"| {label} | - | {_pct(a['accuracy'])} | {_pct(a['macro_f1'])} | - | {_machines_of('across', results)} |"
+        )
+    starts = {"phantom": "from phantoms", "octdl": "from the OCTDL backbone"}
+    gains = [
+        f"{starts[start]}: "
+        + ", ".join(
+            f"{name.split('-')[0]} {c['difference_points']:+.1f} (p {c['p_value']:.2g})"
+            for name, c in results[key]["comparisons"].items()
+            if name in top.get(f"{start}_pretraining_gain_points", {})
+        )
+        for key, start in (("oct2017_cv", "phantom"), ("oct2017_transfer", "octdl"))
+        if key in results
+    ]
+    lines += ["", f"What pretraining adds on OCT2017 (paired, points, McNemar p): {'; '.join(gains)}.", ""]
+    return "\n".join([*lines, *_paper_question_lines(results)])
 
 
 if __name__ == "__main__":

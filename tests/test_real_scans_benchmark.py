@@ -133,6 +133,33 @@ def test_headline_names_the_best_model_of_each_part_and_the_tables_show_every_ru
     assert "QUICK RUN" not in text
 
 
+def test_the_readme_summary_puts_each_best_run_beside_its_target_and_its_machine():
+    from benchmarks import docs_tables
+    from benchmarks.real_scans import summary
+
+    results = {
+        **_fake_results(),
+        "machine": _machine("Intel Xeon", "2026-12-04"),
+        "machines": {"octdl": _machine("AMD EPYC", "2026-12-05")},
+    }
+    text = summary(results)
+    assert (
+        "| OCT2017, 307 scans, 5-fold CV, from scratch or phantoms (a) | attention-phantom_standard (1) | 56.0% "
+        in text
+    )
+    assert (
+        "| OCTDL, its clean test split (b) | plain (2) | 50.0% | 45.0% | macro-F1 0.70 | AMD EPYC 2026-12-05 |" in text
+    )
+    assert "| phantoms only, on the 307 real scans (d) | standard phantoms (1) | 40.0% | 30.0% | accuracy 50% " in text
+    assert "from phantoms: attention +2.0 (p 0.5), plain +2.0 (p 0.5)." in text
+    assert "- attention vs plain: oct2017_cv seed 0 +2.0 (p 0.5); octdl seed 0 +2.0 (p 0.5)." in text
+    assert "| attention-scratch |" not in text  # the full tables stay on the docs page
+    # a README block names the view: the same JSON through summary() instead of table()
+    assert docs_tables.BLOCK.match("<!-- results: real_scans.summary -->\n| old |\n<!-- /results -->")["name"] == (
+        "real_scans.summary"
+    )
+
+
 def _machine(cpu: str, date: str) -> dict:
     return {"cpu": cpu, "cores": 2, "cpu_flags": "avx2", "date": date}
 
