@@ -239,8 +239,17 @@ PAIRS_E = (
     ("plain-scratch", "plain-octdl"),
     ("plain-octdl", "attention-octdl"),
     ("nomask-octdl", "attention-octdl"),
+    ("plain-scratch", "plain-octdl_gentle"),
+    ("plain-octdl", "plain-octdl_gentle"),
 )
-"""Part e's: what real pretraining adds to each model, and the paper's question from it."""
+"""Part e's: what real pretraining adds to each model, the paper's question from it, and
+whether the transferred layers keep more at a lower rate."""
+
+START_OVERRIDES = {"octdl_gentle": ["lr_backbone=0.0002"]}
+"""Starts that differ from another in their recipe, not their weights: ``octdl_gentle`` is
+the OCTDL backbone with its layers at a tenth of the new head's rate (0.0002 against 0.002),
+the transfer-learning habit of the paper (backbone 0.001, new layers 0.1), where ``octdl``
+trains every layer at the rate a model from scratch needs."""
 
 
 def seeded(name: str, seed: int) -> str:
@@ -275,7 +284,7 @@ def cross_validated(
     runs: dict[str, dict[str, Any]] = {}
     for model, init in configs:
         for seed in seeds if init == "scratch" else tuple(s for s in seeds if s == 0):
-            init_overrides = [f"weights={weights[init]}"] if init != "scratch" else []
+            init_overrides = [f"weights={weights[init]}", *START_OVERRIDES.get(init, [])] if init != "scratch" else []
             name = seeded(f"{model}-{init}", seed)
             per_fold = []
             for k, manifest in enumerate(manifests):
@@ -374,10 +383,17 @@ def octdl_backbone(work: Path, p: Plan, octdl: Path) -> Path:
 
 def oct2017_transfer(work: Path, p: Plan, octdl: Path, seeds: tuple[int, ...] = (0,)) -> dict[str, Any]:
     """Part e: real OCT pretraining. Part a's folds and recipe, the three models from the
-    OCTDL-trained backbone (another device, other classes, other patients) beside the
-    attention and plain models from scratch (paired)."""
-    configs = [("attention", "scratch"), ("plain", "scratch"), *((model, "octdl") for model in MODELS)]
-    return cross_validated(work, p, configs, {"octdl": octdl_backbone(work, p, octdl)}, PAIRS_E, seeds)
+    OCTDL-trained backbone (another device, other classes, other patients), and plain
+    Inception-v4 from it with its layers at a tenth of the rate (:data:`START_OVERRIDES`),
+    beside the attention and plain models from scratch (paired)."""
+    configs = [
+        ("attention", "scratch"),
+        ("plain", "scratch"),
+        *((model, "octdl") for model in MODELS),
+        ("plain", "octdl_gentle"),
+    ]
+    backbone = octdl_backbone(work, p, octdl)
+    return cross_validated(work, p, configs, {"octdl": backbone, "octdl_gentle": backbone}, PAIRS_E, seeds)
 
 
 def zero_shot(work: Path, backbones: dict[str, Path]) -> dict[str, Any]:
@@ -1109,7 +1125,7 @@ def summary(results: dict[str, Any]) -> str:
     gains = [
         f"{starts[start]}: "
         + ", ".join(
-            f"{name.split('-')[0]} {c['difference_points']:+.1f} (p {c['p_value']:.2g})"
+            f"{name.split(' vs ')[0]} {c['difference_points']:+.1f} (p {c['p_value']:.2g})"
             for name, c in results[key]["comparisons"].items()
             if name in top.get(f"{start}_pretraining_gain_points", {})
         )

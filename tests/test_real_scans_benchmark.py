@@ -151,7 +151,7 @@ def test_the_readme_summary_puts_each_best_run_beside_its_target_and_its_machine
         "| OCTDL, its clean test split (b) | plain (2) | 50.0% | 45.0% | macro-F1 0.70 | AMD EPYC 2026-12-05 |" in text
     )
     assert "| phantoms only, on the 307 real scans (d) | standard phantoms (1) | 40.0% | 30.0% | accuracy 50% " in text
-    assert "from phantoms: attention +2.0 (p 0.5), plain +2.0 (p 0.5)." in text
+    assert "from phantoms: attention-phantom +2.0 (p 0.5), plain-phantom +2.0 (p 0.5)." in text
     assert "- attention vs plain: oct2017_cv seed 0 +2.0 (p 0.5); octdl seed 0 +2.0 (p 0.5)." in text
     assert "| attention-scratch |" not in text  # the full tables stay on the docs page
     # a README block names the view: the same JSON through summary() instead of table()
@@ -412,14 +412,15 @@ def test_cross_validation_runs_each_model_from_scratch_once_per_seed(tmp_path, m
     monkeypatch.setattr(real_scans, "pooled", lambda results: {"n": sum(len(r["paths"]) for r in results)})
     monkeypatch.setattr(real_scans, "paired", lambda a, b: {"difference_points": 0.0, "p_value": 1.0})
     p = plan(True, 75)  # two folds
-    weights = {"phantom": tmp_path / "backbone.safetensors"}
-    configs = [("attention", "scratch"), ("plain", "scratch"), ("attention", "phantom")]
+    weights = {"phantom": tmp_path / "backbone.safetensors", "octdl_gentle": tmp_path / "octdl.safetensors"}
+    configs = [("attention", "scratch"), ("plain", "scratch"), ("attention", "phantom"), ("plain", "octdl_gentle")]
     pairs = (("plain-scratch", "attention-scratch"), ("attention-scratch", "attention-phantom"))
     out = real_scans.cross_validated(tmp_path, p, configs, weights, pairs, seeds=(0, 1))
     assert set(out["runs"]) == {
         "attention-scratch",
         "plain-scratch",
         "attention-phantom",
+        "plain-octdl_gentle",
         "attention-scratch-s1",
         "plain-scratch-s1",
     }
@@ -431,6 +432,10 @@ def test_cross_validation_runs_each_model_from_scratch_once_per_seed(tmp_path, m
     assert "seed=1" in trained["oct2017-plain-scratch-s1-fold0"] and "seed=0" in trained["oct2017-plain-scratch-fold0"]
     assert not any("weights=" in o for o in trained["oct2017-plain-scratch-s1-fold1"])
     assert f"weights={weights['phantom']}" in trained["oct2017-attention-phantom-fold1"]
+    # a start with a recipe of its own: its backbone and its lower rate, the rest as every run's
+    gentle = trained["oct2017-plain-octdl_gentle-fold0"]
+    assert f"weights={weights['octdl_gentle']}" in gentle and "lr_backbone=0.0002" in gentle
+    assert not any(o.startswith("lr_backbone=") for o in trained["oct2017-attention-phantom-fold1"])
     assert tests["oct2017-attention-scratch-fold0"] == tests["oct2017-attention-scratch-s1-fold0"]
     assert tests["oct2017-attention-scratch-fold0"].isdisjoint(tests["oct2017-attention-scratch-fold1"])
     assert out["seeds"] == [0, 1] and out["runs"]["attention-scratch-s1"]["n"] == 20
