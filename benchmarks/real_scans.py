@@ -71,8 +71,8 @@ REAL_SCHEDULE = "onecycle"
 """Every real-data run's schedule. OCTDL from scratch: the demo's cosine with 20 warm-up steps
 learnt too slowly in 8 epochs (test macro-F1 0.18-0.27, validation accuracy falling as the
 balanced sampler pulled the predictions off AMD); an independent probe on the same split
-behaved the same in 4 epochs, and with one-cycle over 12 epochs octattn's six runs reach
-0.40-0.46. OCT2017's folds followed (before: cosine, 10 warm-up steps, 4 epochs, near chance)."""
+behaved the same in 4 epochs, and with one-cycle over 12 epochs octattn's six runs reached
+0.40-0.46 (0.48-0.57 after the BatchNorm fix). OCT2017's folds followed (before: cosine, 10 warm-up steps, 4 epochs, near chance)."""
 
 
 SMALL_DATA = ["batch_size=16", f"schedule={REAL_SCHEDULE}"]
