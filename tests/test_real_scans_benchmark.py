@@ -237,6 +237,16 @@ def test_part_e_has_its_own_headline_gain_and_table():
     e = table(results).split("**e. Real OCT pretraining**")[1]
     assert "| attention-octdl | 62.0% (57.0%-67.0%) |" in e and "| attention-octdl vs plain-octdl | +4.0 |" in e
     assert "**e." not in table(_fake_results()) and "octdl_pretraining_gain_points" not in headline(_fake_results())
+    # the paper's question from the OCTDL backbone is asked at the gentle start (the paper's
+    # transfer shape) only; the full-rate start's model comparison is not part of it
+    assert "oct2017_transfer" not in top["paper_question"]["attention vs plain"]
+    gentle = {"difference_points": -3.0, "p_value": 0.4}
+    results["oct2017_transfer"]["comparisons"]["attention-octdl_gentle vs plain-octdl_gentle"] = gentle
+    results["oct2017_transfer"]["comparisons"]["plain-octdl_gentle vs plain-scratch"] = gentle
+    again = headline(results)
+    assert again["paper_question"]["attention vs plain"]["oct2017_transfer"] == {"seed 0": gentle}
+    assert again["octdl_pretraining_gain_points"]["plain-octdl_gentle vs plain-scratch"] == -3.0
+    assert "oct2017_transfer seed 0 -3.0 (p 0.4)" in table(results)
 
 
 def test_update_with_part_e_keeps_part_a(tmp_path):
