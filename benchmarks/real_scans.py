@@ -232,6 +232,10 @@ PAIRS_A = (
     ("nomask-scratch", "nomask-phantom"),
     ("attention-scratch", "attention-phantom_standard"),
     ("attention-phantom_standard", "attention-phantom"),
+    ("attention-scratch", "attention-phantom_gentle"),
+    ("plain-scratch", "plain-phantom_gentle"),
+    ("nomask-scratch", "nomask-phantom_gentle"),
+    ("attention-phantom", "attention-phantom_gentle"),
 )
 """Part a's paired comparisons (A, B), each made where both runs are in the plan."""
 
@@ -250,11 +254,14 @@ PAIRS_E = (
 """Part e's: what real pretraining adds to each model, whether the transferred layers keep
 more at a lower rate, and the paper's question from each start."""
 
-START_OVERRIDES = {"octdl_gentle": ["lr_backbone=0.0002"]}
-"""Starts that differ from another in their recipe, not their weights: ``octdl_gentle`` is
-the OCTDL backbone with its layers at a tenth of the new head's rate (0.0002 against 0.002),
-the transfer-learning habit of the paper (backbone 0.001, new layers 0.1), where ``octdl``
-trains every layer at the rate a model from scratch needs."""
+GENTLE = ["lr_backbone=0.0002"]
+"""A pretrained backbone's layers at a tenth of the new layers' rate (0.0002 against 0.002):
+the transfer-learning habit of the paper (backbone 0.001, new layers 0.1)."""
+
+START_OVERRIDES = {"octdl_gentle": GENTLE, "phantom_gentle": GENTLE}
+"""Starts that differ from another in their recipe, not their weights: ``octdl_gentle`` and
+``phantom_gentle`` are the OCTDL and the realistic phantoms' backbones at the :data:`GENTLE`
+rate, where ``octdl`` and ``phantom`` train every layer at the rate a model from scratch needs."""
 
 
 def seeded(name: str, seed: int) -> str:
@@ -270,11 +277,12 @@ def cross_validated(
     weights: dict[str, Path],
     pairs: tuple[tuple[str, str], ...],
     seeds: tuple[int, ...] = (0,),
+    every_seed: frozenset[str] = frozenset({"scratch"}),
 ) -> dict[str, Any]:
     """Patient-grouped k-fold CV on the 307 OCT2017 scans of each (model, start) in
     ``configs``; a start named in ``weights`` loads that backbone file, ``scratch`` none.
-    The models from scratch run once per seed in ``seeds`` (the paper's question, asked more
-    than once), those from a backbone with seed 0 only (where it is among ``seeds``). The
+    The starts in ``every_seed`` run once per seed in ``seeds`` (the paper's question, asked
+    more than once), the others with seed 0 only (where it is among ``seeds``). The
     folds are the same for every seed (the paired tests need the same scans); the seed moves
     the weights, the data order and the validation carve-out. The folds, the recipe and the
     run names depend on nothing else, so a run shared by two parts (``attention-scratch``) is
@@ -288,7 +296,7 @@ def cross_validated(
     ]
     runs: dict[str, dict[str, Any]] = {}
     for model, init in configs:
-        for seed in seeds if init == "scratch" else tuple(s for s in seeds if s == 0):
+        for seed in seeds if init in every_seed else tuple(s for s in seeds if s == 0):
             init_overrides = [f"weights={weights[init]}", *START_OVERRIDES.get(init, [])] if init != "scratch" else []
             name = seeded(f"{model}-{init}", seed)
             per_fold = []
@@ -334,19 +342,23 @@ def oct2017_cv(
     seeds: tuple[int, ...] = (0,),
 ) -> dict[str, Any]:
     """Part a: the three models from scratch, ``phantom_models`` from the realistic phantoms'
-    backbone, and the attention model from the standard phantoms' backbone (unless
-    ``standard_pretraining`` is off)."""
+    backbone (at the rate from scratch, and at the :data:`GENTLE` rate), and the attention
+    model from the standard phantoms' backbone (unless ``standard_pretraining`` is off)."""
     configs = [
         (model, init)
         for model in MODELS
-        for init in ("scratch", "phantom")
+        for init in ("scratch", "phantom", "phantom_gentle")
         if init == "scratch" or model in phantom_models
     ]
     if standard_pretraining:  # did realism change what pretraining adds? (last: the first to cut)
         configs.append(("attention", "phantom_standard"))
     weights = {
         init: _backbone_file(backbones[generator])
-        for init, generator in (("phantom", "realistic"), ("phantom_standard", "standard"))
+        for init, generator in (
+            ("phantom", "realistic"),
+            ("phantom_gentle", "realistic"),
+            ("phantom_standard", "standard"),
+        )
         if generator in backbones
     }
     return cross_validated(work, p, configs, weights, PAIRS_A, seeds)
@@ -398,7 +410,9 @@ def oct2017_transfer(work: Path, p: Plan, octdl: Path, seeds: tuple[int, ...] = 
         *((model, start) for start in ("octdl", "octdl_gentle") for model in MODELS),
     ]
     backbone = octdl_backbone(work, p, octdl)
-    return cross_validated(work, p, configs, {"octdl": backbone, "octdl_gentle": backbone}, PAIRS_E, seeds)
+    weights = {"octdl": backbone, "octdl_gentle": backbone}
+    # the paper's question is asked from the gentle start: on every seed, as from scratch
+    return cross_validated(work, p, configs, weights, PAIRS_E, seeds, frozenset({"scratch", "octdl_gentle"}))
 
 
 def zero_shot(work: Path, backbones: dict[str, Path]) -> dict[str, Any]:

@@ -452,6 +452,12 @@ def test_cross_validation_runs_each_model_from_scratch_once_per_seed(tmp_path, m
     # a later seed alone needs no backbone: the runs from one are seed 0's
     later = real_scans.cross_validated(tmp_path, p, configs, {}, pairs, seeds=(1,))
     assert set(later["runs"]) == {"attention-scratch-s1", "plain-scratch-s1"} and later["seeds"] == [1]
+    # a start named to run on every seed does (part e's gentle start: the paper's question on it)
+    every = real_scans.cross_validated(
+        tmp_path, p, configs, weights, pairs, (1,), frozenset({"scratch", "octdl_gentle"})
+    )
+    assert set(every["runs"]) == {"attention-scratch-s1", "plain-scratch-s1", "plain-octdl_gentle-s1"}
+    assert "seed=1" in trained["oct2017-plain-octdl_gentle-s1-fold0"]
 
 
 def _metrics_csv(run: Path, rows: list[tuple[float, float]]) -> None:
@@ -660,3 +666,29 @@ def test_the_recipe_probe_names_where_each_seed_ran_once_seeds_ran_on_different_
     text = recipe_table({**both, "seed_machines": {"0": amd, "1": xeon}})
     assert "Seed 0 measured 2026-12-02 on AMD EPYC, 2 cores; avx2." in text
     assert "Seed 1 measured 2026-12-04 on Intel Xeon, 2 cores; avx2." in text
+
+
+def test_part_a_starts_each_phantom_model_at_both_rates_from_the_realistic_backbone(tmp_path, monkeypatch):
+    seen: dict = {}
+
+    def fake_cv(work, p, configs, weights, pairs, seeds=(0,), every_seed=frozenset({"scratch"})):
+        seen.update(configs=configs, weights=weights, every_seed=every_seed)
+        return {}
+
+    monkeypatch.setattr(real_scans, "cross_validated", fake_cv)
+    backbones = {"realistic": tmp_path / "realistic" / "pretrain", "standard": tmp_path / "standard" / "pretrain"}
+    real_scans.oct2017_cv(tmp_path, plan(True, 75), backbones, False, ("attention",))
+    assert seen["configs"] == [
+        ("attention", "scratch"),
+        ("attention", "phantom"),
+        ("attention", "phantom_gentle"),
+        ("plain", "scratch"),
+        ("nomask", "scratch"),
+    ]
+    assert (
+        seen["weights"]["phantom_gentle"]
+        == seen["weights"]["phantom"]
+        == tmp_path / "realistic" / "backbone.safetensors"
+    )
+    assert real_scans.START_OVERRIDES["phantom_gentle"] == real_scans.GENTLE  # its only difference: the rate
+    assert seen["every_seed"] == {"scratch"}  # backbone starts stay seed 0's in part a
