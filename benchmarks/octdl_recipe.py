@@ -38,6 +38,7 @@ from benchmarks.real_scans import (
     paired,
     pct_ci,
     plan,
+    points_p,
     pooled,
     prior_corrected,
     run_once,
@@ -138,7 +139,7 @@ def _public(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def _versus(pair: dict[str, Any] | None) -> str:
-    return f"{pair['difference_points']:+.1f} ({pair['p_value']:.2g})" if pair else "-"
+    return points_p(pair) if pair else "-"
 
 
 def _rows(results: dict[str, Any], cells: Callable[[dict[str, Any]], list[str]]) -> list[str]:

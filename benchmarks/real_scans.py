@@ -51,7 +51,7 @@ from octattn.demo import config_path
 from octattn.evaluation.calibration import fit_prior_power, prior_shift
 from octattn.evaluation.evaluate import evaluate_model
 from octattn.evaluation.metrics import headline_metrics
-from octattn.evaluation.uncertainty import mcnemar_exact, patient_bootstrap
+from octattn.evaluation.uncertainty import mcnemar_exact, patient_bootstrap, patient_bootstrap_mean
 from octattn.inference.bundle import read_bundle_config
 from octattn.io import atomic_write_text
 from octattn.training.config import RUN_CONFIG, TrainConfig, load_config
@@ -192,17 +192,25 @@ def pooled(results: list[dict[str, Any]]) -> dict[str, Any]:
         "macro_f1_ci": [ci["f1"]["low"], ci["f1"]["high"]],
         "_order": [p for r in results for p in r["paths"]],
         "_correct": (probs.argmax(1) == labels).tolist(),
+        "_groups": groups,
     }
 
 
 def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """McNemar's exact test between two pooled runs on the same images (B - A)."""
+    """Two pooled runs on the same images (B - A): the accuracy difference in points, its
+    paired patient-bootstrap interval (the same patients drawn for both), and McNemar's exact
+    test."""
     index = {p: i for i, p in enumerate(b["_order"])}
     order = [index[p] for p in a["_order"]]
     correct_a = np.array(a["_correct"])
     correct_b = np.array(b["_correct"])[order]
     test = mcnemar_exact(correct_a, correct_b)
-    return {"difference_points": 100 * float(correct_b.mean() - correct_a.mean()), **test}
+    low, high = patient_bootstrap_mean(correct_b.astype(float) - correct_a, a["_groups"])
+    return {
+        "difference_points": 100 * float(correct_b.mean() - correct_a.mean()),
+        "interval_points": [100 * low, 100 * high],
+        **test,
+    }
 
 
 def phantom_backbone(work: Path, p: Plan, generator: str) -> Path:
@@ -730,8 +738,8 @@ def main() -> int:
         results["oct2017_transfer"] = oct2017_transfer(work, p, octdl, seeds)
     for key in ("oct2017_cv", "oct2017_transfer"):
         for run in results.get(key, {}).get("runs", {}).values():
-            run.pop("_order")
-            run.pop("_correct")
+            for private in ("_order", "_correct", "_groups"):
+                run.pop(private)
     if args.update:
         results = merged_results(RESULTS / "real_scans.json", results, parts, machine(), join_runs=bool(args.seeds))
     elif parts != set(PARTS):
@@ -875,7 +883,8 @@ def paper_question(results: dict[str, Any]) -> dict[str, Any]:
             for name, c in results.get(key, {}).get("comparisons", {}).items():
                 if m := re.fullmatch(pattern, name):
                     seed = f"seed {m.group(1) or 0}"
-                    found.setdefault(key, {})[seed] = {k: c[k] for k in ("difference_points", "p_value")}
+                    kept = ("difference_points", "interval_points", "p_value")
+                    found.setdefault(key, {})[seed] = {k: c[k] for k in kept if k in c}
         out[f"attention vs {other}"] = found
     return out
 
@@ -952,10 +961,18 @@ def _cv_rows(runs: dict[str, Any]) -> list[str]:
     return lines
 
 
+def points_p(c: dict[str, Any]) -> str:
+    """'+26.1 (+19.9 to +32.2; p 3e-12)': a paired difference with its interval, where kept, and
+    its McNemar p-value."""
+    interval = c.get("interval_points")
+    inner = f"{interval[0]:+.1f} to {interval[1]:+.1f}; " if interval else ""
+    return f"{c['difference_points']:+.1f} ({inner}p {c['p_value']:.2g})"
+
+
 def _comparison_rows(comparisons: dict[str, Any]) -> list[str]:
-    lines = ["| paired comparison (same scans) | B - A, points | McNemar p |", "| --- | ---: | ---: |"]
+    lines = ["| paired comparison (same scans) | B - A, points (95% CI; McNemar p) |", "| --- | ---: |"]
     for name, c in comparisons.items():
-        lines.append(f"| {name} | {c['difference_points']:+.1f} | {c['p_value']:.3g} |")
+        lines.append(f"| {name} | {points_p(c)} |")
     return lines
 
 
@@ -979,19 +996,16 @@ def _octdl_rows(o: dict[str, Any], lead: str) -> list[str]:
         lines.append(
             f"| {name} | {pct_ci(r['accuracy'], r['accuracy_ci'])} | {pct_ci(r['macro_f1'], r['macro_f1_ci'])} "
             f"| {r['prior_power']:.2f} | {_pct(u['accuracy'])}, {_pct(u['macro_f1'])} "
-            f"| {gain['difference_points']:+.1f} ({gain['p_value']:.2g}) |"
+            f"| {points_p(gain)} |"
         )
     lines += [
         "",
-        "| paired comparison (same scans) | corrected: B - A, points (McNemar p) | as trained: B - A, points (p) |",
+        "| paired comparison (same scans) | corrected: B - A, points (95% CI; McNemar p) "
+        "| as trained: B - A, points (95% CI; p) |",
         "| --- | ---: | ---: |",
     ]
     for name, c in o["comparisons"].items():
-        u = o["comparisons_uncorrected"][name]
-        lines.append(
-            f"| {name} | {c['difference_points']:+.1f} ({c['p_value']:.3g}) "
-            f"| {u['difference_points']:+.1f} ({u['p_value']:.3g}) |"
-        )
+        lines.append(f"| {name} | {points_p(c)} | {points_p(o['comparisons_uncorrected'][name])} |")
     return lines
 
 
@@ -1084,14 +1098,13 @@ def table(results: dict[str, Any]) -> str:
 
 def _paper_question_lines(results: dict[str, Any]) -> list[str]:
     lines = [
-        "**The paper's question on real OCT** (attention - other, paired, points, p; oct2017_cv and octdl from "
-        "scratch, oct2017_transfer from the OCTDL backbone at a tenth of the rate):",
+        "**The paper's question on real OCT** (attention - other, paired, points (95% CI; p); oct2017_cv and "
+        "octdl from scratch, oct2017_transfer from the OCTDL backbone at a tenth of the rate):",
         "",
     ]
     for question, found in paper_question(results).items():
         answers = [
-            f"{where} "
-            + ", ".join(f"{seed} {c['difference_points']:+.1f} (p {c['p_value']:.2g})" for seed, c in by_seed.items())
+            f"{where} " + ", ".join(f"{seed} {points_p(c)}" for seed, c in by_seed.items())
             for where, by_seed in found.items()
         ]
         lines.append(f"- {question}: " + ("; ".join(answers) if answers else "not measured") + ".")
@@ -1151,14 +1164,14 @@ def summary(results: dict[str, Any]) -> str:
     gains = [
         f"{starts[start]}: "
         + ", ".join(
-            f"{name.split(' vs ')[0]} {c['difference_points']:+.1f} (p {c['p_value']:.2g})"
+            f"{name.split(' vs ')[0]} {points_p(c)}"
             for name, c in results[key]["comparisons"].items()
             if name in top.get(f"{start}_pretraining_gain_points", {})
         )
         for key, start in (("oct2017_cv", "phantom"), ("oct2017_transfer", "octdl"))
         if key in results
     ]
-    lines += ["", f"What pretraining adds on OCT2017 (paired, points, McNemar p): {'; '.join(gains)}.", ""]
+    lines += ["", f"What pretraining adds on OCT2017 (paired, points (95% CI; McNemar p)): {'; '.join(gains)}.", ""]
     return "\n".join([*lines, *_paper_question_lines(results)])
 
 

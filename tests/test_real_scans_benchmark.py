@@ -235,7 +235,7 @@ def test_part_e_has_its_own_headline_gain_and_table():
     }
     assert top["oct2017_cv"]["best"] == "attention-phantom_standard"  # part a's headline untouched
     e = table(results).split("**e. Real OCT pretraining**")[1]
-    assert "| attention-octdl | 62.0% (57.0%-67.0%) |" in e and "| attention-octdl vs plain-octdl | +4.0 |" in e
+    assert "| attention-octdl | 62.0% (57.0%-67.0%) |" in e and "| attention-octdl vs plain-octdl | +4.0 (p 0.3) |" in e
     assert "**e." not in table(_fake_results()) and "octdl_pretraining_gain_points" not in headline(_fake_results())
     # the paper's question from the OCTDL backbone is asked at the gentle start (the paper's
     # transfer shape) only; the full-rate start's model comparison is not part of it
@@ -562,10 +562,12 @@ def test_the_recipe_probe_table_shows_each_variant_on_validation_and_on_test():
     }
     text = recipe_table({"test_scans": 480, "seeds": {"0": {"part b": base, "jitter": variant}}})
     assert "| 0 | part b | - | 0.450 (5) | 50.0% (45.0%-55.0%) | 40.0% (35.0%-45.0%) | - |" in text
-    assert "| 0 | jitter | `jitter=1` | 0.450 (9) |" in text and "| -9.8 (0.0003) |" in text
+    assert "| 0 | jitter | `jitter=1` | 0.450 (9) |" in text and "| -9.8 (p 0.0003) |" in text
     assert "480 clean scans" in text
-    assert "| 0 | part b | 0.50 | 70.0% (45.0%-55.0%) | 40.0% (35.0%-45.0%) | +20.0 (1e-06) | - |" in text
-    assert "| 0 | jitter | 0.50 | 70.0% (45.0%-55.0%) | 40.0% (35.0%-45.0%) | +20.0 (1e-06) | -9.8 (0.0003) |" in text
+    assert "| 0 | part b | 0.50 | 70.0% (45.0%-55.0%) | 40.0% (35.0%-45.0%) | +20.0 (p 1e-06) | - |" in text
+    assert (
+        "| 0 | jitter | 0.50 | 70.0% (45.0%-55.0%) | 40.0% (35.0%-45.0%) | +20.0 (p 1e-06) | -9.8 (p 0.0003) |" in text
+    )
 
 
 def test_part_b_reports_each_run_corrected_and_as_trained_and_pairs_both_ways(tmp_path, monkeypatch):
@@ -612,9 +614,9 @@ def test_part_b_reports_each_run_corrected_and_as_trained_and_pairs_both_ways(tm
     results = {**fake, "octdl": {**part, "audit": fake["octdl"]["audit"]}}
     assert headline(results)["octdl"]["macro_f1"] == pytest.approx(0.6)
     text = table(results)
-    assert "| plain-s0 | 70.0% (65.0%-75.0%) | 60.0% (65.0%-75.0%) | 0.45 | 50.0%, 40.0% | +1.0 (0.5) |" in text
+    assert "| plain-s0 | 70.0% (65.0%-75.0%) | 60.0% (65.0%-75.0%) | 0.45 | 50.0%, 40.0% | +1.0 (p 0.5) |" in text
     # each comparison once, corrected beside as trained
-    assert "| attention vs plain, seed 0 | +1.0 (0.5) | -2.0 (0.5) |" in text
+    assert "| attention vs plain, seed 0 | +1.0 (p 0.5) | -2.0 (p 0.5) |" in text
     assert "class-balanced sampling; class-prior correction" in text and "\n;" not in text
     # a second seed joins every by-run entry of the committed part
     committed = tmp_path / "real_scans.json"
@@ -692,3 +694,16 @@ def test_part_a_starts_each_phantom_model_at_both_rates_from_the_realistic_backb
     )
     assert real_scans.START_OVERRIDES["phantom_gentle"] == real_scans.GENTLE  # its only difference: the rate
     assert seen["every_seed"] == {"scratch"}  # backbone starts stay seed 0's in part a
+
+
+def test_a_paired_comparison_carries_its_patient_bootstrap_interval():
+    paths = [f"s{i}.png" for i in range(60)]
+    groups = [str(i // 2) for i in range(60)]
+    a = {"_order": paths, "_correct": [i < 30 for i in range(60)], "_groups": groups}
+    b = {"_order": paths[::-1], "_correct": [True] * 60, "_groups": groups[::-1]}  # B's order differs
+    pair = real_scans.paired(a, b)
+    assert pair["difference_points"] == pytest.approx(50.0)
+    low, high = pair["interval_points"]
+    assert 0 < low < 50 < high < 100  # half the patients differ: resampled, never none or all
+    assert real_scans.points_p(pair).startswith(f"+50.0 ({low:+.1f} to {high:+.1f}; p ")
+    assert real_scans.points_p({"difference_points": 2.0, "p_value": 0.5}) == "+2.0 (p 0.5)"  # kept before intervals

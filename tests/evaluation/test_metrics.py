@@ -5,7 +5,12 @@ import pytest
 
 from octattn.evaluation.calibration import fit_temperature, softmax
 from octattn.evaluation.metrics import classification_report, expected_calibration_error, specificity_per_class
-from octattn.evaluation.uncertainty import mcnemar_exact, paired_bootstrap_difference, patient_bootstrap
+from octattn.evaluation.uncertainty import (
+    mcnemar_exact,
+    paired_bootstrap_difference,
+    patient_bootstrap,
+    patient_bootstrap_mean,
+)
 
 
 def _onehot_probs(preds, k=4, confidence=0.7):
@@ -105,3 +110,21 @@ def test_paired_difference_in_plain_words():
     assert sentence.startswith("accuracy: A is better than B by 20.0 points, 95% CI -")
     same, _ = paired_bootstrap_difference(labels, probs_a, probs_a, groups, resamples=50)
     assert not same.shown and "not shown" in same.sentence()
+
+
+def test_the_paired_interval_of_correct_differences_is_compares_accuracy_interval():
+    """Benchmarks keep which scans each model got right, not its probabilities: the patient
+    bootstrap of ``correct_b - correct_a`` draws the same patients as ``octattn compare`` and
+    gives its accuracy interval exactly."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, 120)
+    preds_a, preds_b = labels.copy(), labels.copy()
+    preds_a[rng.random(120) < 0.4] = 0
+    preds_b[rng.random(120) < 0.2] = 0
+    groups = [str(i // 3) for i in range(120)]  # 40 patients, 3 scans each
+    accuracy, _ = paired_bootstrap_difference(
+        labels, _onehot_probs(preds_a), _onehot_probs(preds_b), groups, resamples=200
+    )
+    correct = (preds_b == labels).astype(float) - (preds_a == labels)
+    assert patient_bootstrap_mean(correct, groups, resamples=200) == pytest.approx((accuracy.low, accuracy.high))
+    assert patient_bootstrap_mean(np.zeros(120), groups) == (0.0, 0.0)

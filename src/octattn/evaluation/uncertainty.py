@@ -66,6 +66,28 @@ def patient_bootstrap(
     return result
 
 
+def patient_bootstrap_mean(
+    values: np.ndarray,
+    groups: Sequence[str],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """The percentile interval of the mean of a per-scan quantity over patient resamples: for
+    two models on the same scans, ``correct_b - correct_a`` gives the paired interval of their
+    accuracy difference."""
+    result = patient_bootstrap(
+        np.asarray(values, dtype=float),
+        np.zeros((len(values), 1)),  # the per-scan values stand where labels stand; nothing else is read
+        groups,
+        resamples,
+        seed,
+        metric_fn=lambda v, _: {"mean": float(v.mean())},
+        level=level,
+    )
+    return result["mean"]["low"], result["mean"]["high"]
+
+
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, float]:
     """McNemar's exact test on paired outcomes: only the discordant images carry evidence.
 
