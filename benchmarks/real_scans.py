@@ -906,9 +906,10 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     }
     out["paper_question"] = paper_question(results)
 
-    def pretraining_gain(name: str, start: str) -> bool:  # "M-START... vs M-scratch": one model, two starts
-        b, a = name.split(" vs ")
-        return a.endswith("-scratch") and b.startswith(a.removesuffix("scratch") + start)
+    def pretraining_gain(name: str, start: str) -> bool:
+        """One model and seed, two starts: ``M-START...[-sN] vs M-scratch[-sN]``."""
+        (b, seed_b), (a, seed_a) = (split_seed(side) for side in name.split(" vs "))
+        return seed_a == seed_b and a.endswith("-scratch") and b.startswith(a.removesuffix("scratch") + start)
 
     for key, start in (("oct2017_cv", "phantom"), ("oct2017_transfer", "octdl")):
         if key in results:
