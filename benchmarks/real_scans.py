@@ -205,9 +205,10 @@ def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     correct_a = np.array(a["_correct"])
     correct_b = np.array(b["_correct"])[order]
     test = mcnemar_exact(correct_a, correct_b)
-    low, high = patient_bootstrap_mean(correct_b.astype(float) - correct_a, a["_groups"])
+    difference = correct_b.astype(float) - correct_a  # per scan: +1, 0 or -1
+    low, high = patient_bootstrap_mean(difference, a["_groups"])
     return {
-        "difference_points": 100 * float(correct_b.mean() - correct_a.mean()),
+        "difference_points": 100 * float(difference.mean()),
         "interval_points": [100 * low, 100 * high],
         **test,
     }
@@ -878,6 +879,7 @@ def paper_question(results: dict[str, Any]) -> dict[str, Any]:
     the paper's own setting, a pretrained backbone and fast new layers); the paired difference
     (attention - other, points) and its McNemar p-value."""
     out: dict[str, Any] = {}
+    kept = ("difference_points", "interval_points", "p_value")
     for other in ("plain", "nomask"):
         found: dict[str, Any] = {}
         for key, pattern in (
@@ -888,7 +890,6 @@ def paper_question(results: dict[str, Any]) -> dict[str, Any]:
             for name, c in results.get(key, {}).get("comparisons", {}).items():
                 if m := re.fullmatch(pattern, name):
                     seed = f"seed {m.group(1) or 0}"
-                    kept = ("difference_points", "interval_points", "p_value")
                     found.setdefault(key, {})[seed] = {k: c[k] for k in kept if k in c}
         out[f"attention vs {other}"] = found
     return out
