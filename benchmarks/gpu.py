@@ -8,6 +8,7 @@ batch 256, policy "all" (full fine-tuning, the heaviest) and "paper"; peak GPU m
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import torch
 
@@ -19,12 +20,36 @@ SIZE = 299
 PAPER_EPOCH_IMAGES = 108_309 + 2 * (11_348 + 8_616)  # OCT2017 train, DME and DRUSEN tripled
 
 
+def _row(key: str, result: dict[str, float]) -> str:
+    name, policy, mode = key.split("/")
+    minutes = 20 * PAPER_EPOCH_IMAGES / result["images_per_s"] / 60
+    compiled = "on" if mode == "compile" else "off"
+    return (
+        f"| {name} | {policy} | {compiled} | {result['images_per_s']:,.0f} | {result['peak_gib']:.1f} | {minutes:.0f} |"
+    )
+
+
+def table(payload: dict[str, Any]) -> str:
+    """The throughput table, rendered from the results JSON (``write_results`` calls it with
+    the payload; it used to be handed a string and would have failed after the runs)."""
+    return "\n".join(
+        [
+            f"Device: {payload['device']}.",
+            "",
+            f"| model | policy | torch.compile | train img/s (bf16, batch {payload['batch']}, {payload['size']} px) "
+            "| peak GiB | 20 paper epochs, min |",
+            "| --- | --- | --- | ---: | ---: | ---: |",
+            *(_row(key, result) for key, result in payload["results"].items()),
+        ]
+    )
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("no CUDA device: run this on a GPU machine")
         return 1
     torch.backends.cudnn.benchmark = True
-    rows, results = [], {}
+    results: dict[str, dict[str, float]] = {}
     for name in ("inception_v4_attention", "inception_v4"):
         for policy in ("paper", "all"):
             for compiled in (False, True):
@@ -33,19 +58,7 @@ def main() -> int:
                 peak = torch.cuda.max_memory_allocated() / 2**30
                 key = f"{name}/{policy}/{'compile' if compiled else 'eager'}"
                 results[key] = {"images_per_s": rate, "peak_gib": peak}
-                minutes = 20 * PAPER_EPOCH_IMAGES / rate / 60
-                rows.append(
-                    f"| {name} | {policy} | {'on' if compiled else 'off'} | {rate:,.0f} | {peak:.1f} | {minutes:.0f} |"
-                )
-                print(rows[-1], flush=True)
-    table = "\n".join(
-        [
-            f"| model | policy | torch.compile | train img/s (bf16, batch {BATCH}, {SIZE} px) | peak GiB "
-            "| 20 paper epochs, min |",
-            "| --- | --- | --- | ---: | ---: | ---: |",
-            *rows,
-        ]
-    )
+                print(_row(key, results[key]), flush=True)
     write_results(
         "gpu", {"batch": BATCH, "size": SIZE, "results": results, "device": torch.cuda.get_device_name(0)}, table
     )

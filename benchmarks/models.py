@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -85,17 +85,19 @@ def attention_share(size: int, batch: int) -> float:
     """Share of a training step spent in the attention modules (forward + backward), timed apart."""
     model = create_model("inception_v4_attention").to(_device()).to(memory_format=torch.channels_last)
     model.train()
+    features = cast(nn.Sequential, model.features)
+    attention = cast(nn.ModuleDict, model.attention)
     inputs = {}
     with torch.no_grad():
         x, _ = _batch(batch, size)
-        for index, block in enumerate(model.features):
+        for index, block in enumerate(features):
             x = block(x)
-            if str(index) in model.attention:
+            if str(index) in attention:
                 inputs[str(index)] = x.clone()
-                x = model.attention[str(index)](x)
+                x = attention[str(index)](x)
     module_time = 0.0
     for key, feature in inputs.items():
-        module = model.attention[key]
+        module = attention[key]
         feature.requires_grad_(True)
 
         def step(m: nn.Module = module, f: torch.Tensor = feature) -> None:
