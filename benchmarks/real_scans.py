@@ -245,6 +245,8 @@ PAIRS_A = (
     ("plain-scratch", "plain-phantom_gentle"),
     ("nomask-scratch", "nomask-phantom_gentle"),
     ("attention-phantom", "attention-phantom_gentle"),
+    ("plain-phantom_gentle", "attention-phantom_gentle"),
+    ("nomask-phantom_gentle", "attention-phantom_gentle"),
 )
 """Part a's paired comparisons (A, B), each made where both runs are in the plan."""
 
@@ -605,7 +607,7 @@ def prior_corrected(run: Path, manifest: Path, result: dict[str, Any]) -> tuple[
     with manifest.open(newline="") as handle:
         train = [classes.index(r["label"]) for r in csv.DictReader(handle) if r["split"] == "train"]
     natural = np.bincount(train, minlength=len(classes)).astype(float)
-    shift = prior_shift(natural, trained_class_counts(train, len(classes), config.balance))
+    shift = prior_shift(natural.tolist(), trained_class_counts(train, len(classes), config.balance))
     val = evaluate_model(run, manifest, "val", resamples=20)
     power = fit_prior_power(val.logits, val.labels, bundle.temperature, shift)
     # result's probabilities are softmax(logits / T): their log differs from logits / T by a
@@ -669,6 +671,19 @@ def _metrics(run: dict[str, Any]) -> dict[str, Any]:
 PARTS = ("a", "b", "c", "d", "e")
 
 
+def backbones_needed(parts: set[str], seeds: tuple[int, ...], phantom_models: bool, standard: bool) -> set[str]:
+    """The phantom generators whose backbones the parts run now load: part d both; part a the
+    realistic one where any model starts from phantoms (its gentle start runs on every seed,
+    not only seed 0) and the standard one where seed 0 is among ``seeds`` and ``standard``
+    pretraining is kept (that start is seed 0's alone)."""
+    needed = set()
+    if "d" in parts or ("a" in parts and phantom_models):
+        needed.add("realistic")
+    if "d" in parts or ("a" in parts and 0 in seeds and standard):
+        needed.add("standard")
+    return needed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -719,12 +734,7 @@ def main() -> int:
     results: dict[str, Any] = {"quick": args.quick, "size": p.size, "epochs": p.epochs, "seeds": list(seeds)}
     if "b" in parts and octdl is not None:
         results["octdl"] = octdl_whole(work, p, octdl, seeds)
-    phantom_runs = "a" in parts and 0 in seeds  # part a's runs from a phantom backbone are seed 0's
-    needed = set()
-    if "d" in parts or (phantom_runs and args.phantom_models):
-        needed.add("realistic")
-    if "d" in parts or (phantom_runs and not args.no_standard_pretraining):
-        needed.add("standard")
+    needed = backbones_needed(parts, seeds, bool(args.phantom_models), not args.no_standard_pretraining)
     backbones = {generator: phantom_backbone(work, p, generator) for generator in sorted(needed)}
     # d and c before a: part a's many runs come last, its standard-phantom runs last of all,
     # so that a run cut short for time loses the least.
@@ -875,22 +885,29 @@ def seed_means(runs: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 def paper_question(results: dict[str, Any]) -> dict[str, Any]:
     """Attention vs plain and vs no masks, seed by seed: from scratch on each data set, and on
-    OCT2017 from the OCTDL backbone with its layers at a tenth of the rate (``oct2017_transfer``:
-    the paper's own setting, a pretrained backbone and fast new layers); the paired difference
-    (attention - other, points) and its McNemar p-value."""
+    OCT2017 from a pretrained backbone with its layers at a tenth of the rate (the paper's own
+    setting, a pretrained backbone and fast new layers): the OCTDL backbone
+    (``oct2017_transfer``) and the realistic phantoms' (``oct2017_cv_phantom_gentle``, read
+    from part a); the paired difference (attention - other, points) and its McNemar p-value."""
     out: dict[str, Any] = {}
     kept = ("difference_points", "interval_points", "p_value")
     for other in ("plain", "nomask"):
         found: dict[str, Any] = {}
-        for key, pattern in (
-            ("oct2017_cv", rf"attention-scratch(?:-s(\d+))? vs {other}-scratch(?:-s\d+)?"),
-            ("octdl", rf"attention vs {other}, seed (\d+)"),
-            ("oct2017_transfer", rf"attention-octdl_gentle(?:-s(\d+))? vs {other}-octdl_gentle(?:-s\d+)?"),
+        for where, key, start in (
+            ("oct2017_cv", "oct2017_cv", "scratch"),
+            ("octdl", "octdl", None),
+            ("oct2017_transfer", "oct2017_transfer", "octdl_gentle"),
+            ("oct2017_cv_phantom_gentle", "oct2017_cv", "phantom_gentle"),
         ):
+            pattern = (
+                rf"attention vs {other}, seed (\d+)"
+                if start is None
+                else rf"attention-{start}(?:-s(\d+))? vs {other}-{start}(?:-s\d+)?"
+            )
             for name, c in results.get(key, {}).get("comparisons", {}).items():
                 if m := re.fullmatch(pattern, name):
                     seed = f"seed {m.group(1) or 0}"
-                    found.setdefault(key, {})[seed] = {k: c[k] for k in kept if k in c}
+                    found.setdefault(where, {})[seed] = {k: c[k] for k in kept if k in c}
         out[f"attention vs {other}"] = found
     return out
 
@@ -1106,7 +1123,8 @@ def table(results: dict[str, Any]) -> str:
 def _paper_question_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         "**The paper's question on real OCT** (attention - other, paired, points (95% CI; p); oct2017_cv and "
-        "octdl from scratch, oct2017_transfer from the OCTDL backbone at a tenth of the rate):",
+        "octdl from scratch, oct2017_transfer from the OCTDL backbone and oct2017_cv_phantom_gentle from the "
+        "realistic phantoms' backbone, at a tenth of the rate):",
         "",
     ]
     for question, found in paper_question(results).items():

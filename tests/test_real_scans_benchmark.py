@@ -253,6 +253,15 @@ def test_part_e_has_its_own_headline_gain_and_table():
     assert "plain-octdl_gentle-s1 vs plain-scratch" not in gains
     assert "plain-octdl_gentle-s1 -3.0 (p 0.4)" in summary({**results, "machine": _machine("AMD EPYC", "2026-12-05")})
     assert "oct2017_transfer seed 0 -3.0 (p 0.4)" in table(results)
+    # part a's gentle phantom start asks the same question from another backbone, under its own
+    # name; its pretraining gain is a phantom one, and the full-rate phantom pair is neither
+    results["oct2017_cv"]["comparisons"]["attention-phantom_gentle-s1 vs plain-phantom_gentle-s1"] = gentle
+    results["oct2017_cv"]["comparisons"]["attention-phantom vs plain-phantom"] = gentle
+    asked = headline(results)["paper_question"]["attention vs plain"]
+    assert asked["oct2017_cv_phantom_gentle"] == {"seed 1": gentle}
+    assert set(asked) == {"oct2017_cv", "octdl", "oct2017_transfer", "oct2017_cv_phantom_gentle"}
+    assert asked["oct2017_cv"] == {"seed 0": {"difference_points": 2.0, "p_value": 0.5}}  # scratch's alone
+    assert "oct2017_cv_phantom_gentle seed 1 -3.0 (p 0.4)" in table(results)
 
 
 def test_update_with_part_e_keeps_part_a(tmp_path):
@@ -701,6 +710,16 @@ def test_part_a_starts_each_phantom_model_at_both_rates_from_the_realistic_backb
     assert real_scans.START_OVERRIDES["phantom_gentle"] == real_scans.GENTLE  # its only difference: the rate
     # the gentle phantom start is asked on every seed, like scratch; the full-rate starts on seed 0
     assert seen["every_seed"] == {"scratch", "phantom_gentle"}
+
+
+def test_a_later_seed_alone_still_loads_the_realistic_backbone_its_gentle_start_needs():
+    # part a's gentle phantom start runs on every seed: `--parts a --seeds 1` needs the realistic
+    # backbone (it used to load none without seed 0 and failed on a missing key)
+    assert real_scans.backbones_needed({"a"}, (1,), phantom_models=True, standard=True) == {"realistic"}
+    assert real_scans.backbones_needed({"a"}, (0, 1), phantom_models=True, standard=True) == {"realistic", "standard"}
+    assert real_scans.backbones_needed({"a"}, (0,), phantom_models=False, standard=False) == set()
+    assert real_scans.backbones_needed({"b", "e"}, (0, 1), phantom_models=True, standard=True) == set()
+    assert real_scans.backbones_needed({"d"}, (1,), phantom_models=False, standard=False) == {"realistic", "standard"}
 
 
 def test_a_paired_comparison_carries_its_patient_bootstrap_interval():
