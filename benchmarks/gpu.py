@@ -31,7 +31,7 @@ def _row(key: str, result: dict[str, float]) -> str:
 
 def table(payload: dict[str, Any]) -> str:
     """The throughput table, rendered from the results JSON (``write_results`` calls it with
-    the payload; it used to be handed a string and would have failed after the runs)."""
+    the payload, as the docs' tables do)."""
     return "\n".join(
         [
             f"Device: {payload['device']}.",

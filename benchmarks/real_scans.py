@@ -607,7 +607,7 @@ def prior_corrected(run: Path, manifest: Path, result: dict[str, Any]) -> tuple[
     with manifest.open(newline="") as handle:
         train = [classes.index(r["label"]) for r in csv.DictReader(handle) if r["split"] == "train"]
     natural = np.bincount(train, minlength=len(classes)).astype(float)
-    shift = prior_shift(natural.tolist(), trained_class_counts(train, len(classes), config.balance))
+    shift = prior_shift(natural, trained_class_counts(train, len(classes), config.balance))
     val = evaluate_model(run, manifest, "val", resamples=20)
     power = fit_prior_power(val.logits, val.labels, bundle.temperature, shift)
     # result's probabilities are softmax(logits / T): their log differs from logits / T by a

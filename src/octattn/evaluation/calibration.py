@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from sklearn.metrics import f1_score
 
@@ -54,7 +55,7 @@ def softmax(logits: np.ndarray, temperature: float = 1.0, bias: Sequence[float] 
     return e / e.sum(axis=1, keepdims=True)
 
 
-def prior_shift(natural_counts: Sequence[float], trained_counts: Sequence[float]) -> np.ndarray:
+def prior_shift(natural_counts: npt.ArrayLike, trained_counts: npt.ArrayLike) -> np.ndarray:
     """``log p_natural - log p_trained`` per class: how far the class frequencies a model was
     trained under (after balancing) are from the data's own. Zero where they agree; a class
     with no training scan counts as half a scan, so the shift stays finite."""
