@@ -708,8 +708,43 @@ def test_part_a_starts_each_phantom_model_at_both_rates_from_the_realistic_backb
         == tmp_path / "realistic" / "backbone.safetensors"
     )
     assert real_scans.START_OVERRIDES["phantom_gentle"] == real_scans.GENTLE  # its only difference: the rate
-    # the gentle phantom start is asked on every seed, like scratch; the full-rate starts on seed 0
-    assert seen["every_seed"] == {"scratch", "phantom_gentle"}
+    # the gentle phantom starts are asked on every seed, like scratch; the full-rate starts on seed 0
+    assert seen["every_seed"] == {"scratch", "phantom_gentle", "phantom_gentle_e20"}
+
+
+def test_part_a_fine_tunes_the_models_asked_for_the_papers_20_epochs_from_the_realistic_backbone(tmp_path, monkeypatch):
+    trained: dict[str, list[str]] = {}
+
+    def fake_run_once(name, work, data, overrides, split="test"):
+        trained[name] = overrides
+        return {"name": name}
+
+    rows = [
+        {"path": f"s{i}.png", "label": ["CNV", "DME", "DRUSEN", "NORMAL"][i % 4], "group": str(i)} for i in range(40)
+    ]
+    monkeypatch.setattr(real_scans, "oct2017_scans", lambda: rows)
+    monkeypatch.setattr(real_scans, "run_once", fake_run_once)
+    monkeypatch.setattr(real_scans, "pooled", lambda results: {"of": results[0]["name"]})
+    monkeypatch.setattr(real_scans, "paired", lambda a, b: {"a": a["of"], "b": b["of"]})
+    backbones = {"realistic": tmp_path / "realistic" / "pretrain"}
+    part = real_scans.oct2017_cv(tmp_path, plan(False, 147), backbones, False, (), (0, 1), ("plain",))
+    assert set(part["runs"]) == {
+        *(real_scans.seeded(f"{m}-scratch", s) for m in real_scans.MODELS for s in (0, 1)),
+        "plain-phantom_gentle_e20",
+        "plain-phantom_gentle_e20-s1",
+    }
+    overrides = trained["oct2017-plain-phantom_gentle_e20-s1-fold3"]
+    assert overrides[-3:] == [
+        f"weights={tmp_path / 'realistic' / 'backbone.safetensors'}",
+        *real_scans.GENTLE,
+        "epochs=20",
+    ]
+    assert "epochs=12" in overrides  # the plan's, overridden by the start that comes after it
+    assert (
+        part["comparisons"]["plain-phantom_gentle_e20-s1 vs plain-scratch-s1"]["b"]
+        == "oct2017-plain-phantom_gentle_e20-s1-fold0"
+    )
+    assert not [name for name in part["comparisons"] if "attention-phantom_gentle_e20" in name]
 
 
 def test_a_later_seed_alone_still_loads_the_realistic_backbone_its_gentle_start_needs():
@@ -718,7 +753,10 @@ def test_a_later_seed_alone_still_loads_the_realistic_backbone_its_gentle_start_
     assert real_scans.backbones_needed({"a"}, (1,), phantom_models=True, standard=True) == {"realistic"}
     assert real_scans.backbones_needed({"a"}, (0, 1), phantom_models=True, standard=True) == {"realistic", "standard"}
     assert real_scans.backbones_needed({"a"}, (0,), phantom_models=False, standard=False) == set()
-    assert real_scans.backbones_needed({"b", "e"}, (0, 1), phantom_models=True, standard=True) == set()
+    assert real_scans.backbones_needed({"e"}, (0, 1), phantom_models=True, standard=True) == set()
+    # part b starts its phantom models from the realistic backbone too, on every seed
+    assert real_scans.backbones_needed({"b", "e"}, (1,), phantom_models=True, standard=True) == {"realistic"}
+    assert real_scans.backbones_needed({"b", "e"}, (0, 1), phantom_models=False, standard=True) == set()
     assert real_scans.backbones_needed({"d"}, (1,), phantom_models=False, standard=False) == {"realistic", "standard"}
 
 
@@ -733,3 +771,58 @@ def test_a_paired_comparison_carries_its_patient_bootstrap_interval():
     assert 0 < low < 50 < high < 100  # half the patients differ: resampled, never none or all
     assert real_scans.points_p(pair).startswith(f"+50.0 ({low:+.1f} to {high:+.1f}; p ")
     assert real_scans.points_p({"difference_points": 2.0, "p_value": 0.5}) == "+2.0 (p 0.5)"  # kept before intervals
+
+
+def test_part_b_starts_the_phantom_models_from_the_realistic_backbone_at_the_gentle_rate(tmp_path, monkeypatch):
+    """Part b's phantom start: each chosen model and seed from the realistic backbone at a tenth
+    of the head's rate, paired with the same model and seed from scratch, and the paper's
+    question asked again from that start where attention and the other model both ran."""
+    trained: dict[str, list[str]] = {}
+
+    def fake_run_once(name, work, data, overrides, split="test"):
+        trained[name] = overrides
+        return {"name": name}
+
+    def fake_pooled(results):
+        (r,) = results
+        acc = 0.8 if "phantom_gentle" in r["name"] else 0.6
+        return {"accuracy": acc, "accuracy_ci": [acc, acc], "macro_f1": acc, "macro_f1_ci": [acc, acc], "of": r["name"]}
+
+    monkeypatch.setattr(real_scans, "octdl_clean_manifest", lambda octdl, manifest, cap: {"audit": 1})
+    monkeypatch.setattr(real_scans, "run_once", fake_run_once)
+    monkeypatch.setattr(real_scans, "pooled", fake_pooled)
+    monkeypatch.setattr(real_scans, "prior_corrected", lambda run, m, r: (0.0, r))
+    monkeypatch.setattr(
+        real_scans, "paired", lambda a, b: {"difference_points": 100 * (b["accuracy"] - a["accuracy"]), "p_value": 0.01}
+    )
+    backbone = tmp_path / "phantom-realistic" / "backbone.safetensors"
+    part = real_scans.octdl_whole(tmp_path, plan(False, 147), tmp_path, (0, 1), backbone, ("attention", "plain"))
+    assert set(trained) == {
+        *(f"octdl-{m}-s{s}" for m in ("attention", "plain", "nomask") for s in (0, 1)),
+        *(f"octdl-{m}-phantom_gentle-s{s}" for m in ("attention", "plain") for s in (0, 1)),
+    }
+    start = trained["octdl-plain-phantom_gentle-s1"]
+    assert start[: len(start) - 2] == real_scans.octdl_overrides(plan(False, 147), "plain", 1)
+    assert start[-2:] == [f"weights={backbone}", *real_scans.GENTLE]
+    assert not any(o.startswith("weights=") for o in trained["octdl-plain-s1"])
+    comparisons = part["comparisons"]
+    assert comparisons["plain-phantom_gentle vs plain, seed 1"]["difference_points"] == pytest.approx(20.0)
+    assert "attention-phantom_gentle vs plain-phantom_gentle, seed 0" in comparisons
+    # no masks did not start from phantoms: nothing is paired with a run that was not made
+    assert not [name for name in comparisons if "nomask-phantom_gentle" in name]
+    assert set(part["comparisons_uncorrected"]) == set(comparisons)
+    results = {**_fake_results(), "octdl": {**part, "audit": _fake_results()["octdl"]["audit"]}}
+    top = headline(results)
+    assert top["octdl"]["best"] == "attention-phantom_gentle" and top["octdl"]["seeds"] == 2
+    assert top["octdl_phantom_pretraining_gain_points"] == {
+        f"{m}-phantom_gentle vs {m}, seed {s}": pytest.approx(20.0) for m in ("attention", "plain") for s in (0, 1)
+    }
+    asked = top["paper_question"]["attention vs plain"]["octdl_phantom_gentle"]
+    assert set(asked) == {"seed 0", "seed 1"}
+    assert "octdl_phantom_gentle" not in top["paper_question"]["attention vs nomask"]
+    text = table(results)
+    assert "phantom_gentle = from the realistic phantoms' backbone" in text
+    assert "| plain-phantom_gentle vs plain, seed 0 | +20.0 (p 0.01) | +20.0 (p 0.01) |" in text
+    results["machine"] = _machine("AMD EPYC", "2026-12-05")
+    gains = summary(results).split("on OCTDL from phantoms (corrected): ")[1].split(".\n")[0]
+    assert "plain-phantom_gentle seed 1 +20.0 (p 0.01)" in gains.split(", ")
