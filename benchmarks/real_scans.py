@@ -962,6 +962,11 @@ def paper_question(results: dict[str, Any]) -> dict[str, Any]:
             ("oct2017_transfer", "oct2017_transfer", cross_validated_pattern.format("octdl_gentle", other)),
             ("oct2017_cv_phantom_gentle", "oct2017_cv", cross_validated_pattern.format("phantom_gentle", other)),
             ("octdl_phantom_gentle", "octdl", rf"attention-phantom_gentle vs {other}-phantom_gentle, seed (\d+)"),
+            (
+                "oct2017_cv_phantom_gentle_e20",
+                "oct2017_cv",
+                cross_validated_pattern.format("phantom_gentle_e20", other),
+            ),
         ):
             for name, c in results.get(key, {}).get("comparisons", {}).items():
                 if m := re.fullmatch(pattern, name):
@@ -1198,7 +1203,7 @@ def _paper_question_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         "**The paper's question on real OCT** (attention - other, paired, points (95% CI; p); oct2017_cv and "
         "octdl from scratch, oct2017_transfer from the OCTDL backbone, oct2017_cv_phantom_gentle and "
-        "octdl_phantom_gentle from the realistic phantoms' backbone, at a tenth of the rate):",
+        "octdl_phantom_gentle from the realistic phantoms' backbone, at a tenth of the rate; _e20: for 20 epochs):",
         "",
     ]
     for question, found in paper_question(results).items():

@@ -745,6 +745,16 @@ def test_part_a_fine_tunes_the_models_asked_for_the_papers_20_epochs_from_the_re
         == "oct2017-plain-phantom_gentle_e20-s1-fold0"
     )
     assert not [name for name in part["comparisons"] if "attention-phantom_gentle_e20" in name]
+    # the paper's question at 20 epochs is read where attention ran them too, and not before
+    assert "oct2017_cv_phantom_gentle_e20" not in real_scans.paper_question({"oct2017_cv": part})["attention vs plain"]
+    asked = real_scans.paper_question(
+        {
+            "oct2017_cv": {
+                "comparisons": {"attention-phantom_gentle_e20-s1 vs plain-phantom_gentle_e20-s1": {"p_value": 0.5}}
+            }
+        }
+    )
+    assert asked["attention vs plain"] == {"oct2017_cv_phantom_gentle_e20": {"seed 1": {"p_value": 0.5}}}
 
 
 def test_a_later_seed_alone_still_loads_the_realistic_backbone_its_gentle_start_needs():
