@@ -108,7 +108,7 @@ class Plan:
 
 def plan(quick: bool, size: int) -> Plan:
     """The benchmark's sizes. The full plan was cut for a 3-hour target on a 2-core CPU and
-    still takes about 7.5 hours there in one go (docs/real-scans.md, "Machines and time"): the
+    still takes more than twice that there in one go (docs/real-scans.md, "Machines and time"): the
     attention model trains at about 15 images/s at 147 px in bf16 on the AMX Xeon, 21 on the
     AMD EPYC."""
     if quick:
@@ -672,7 +672,7 @@ def octdl_whole(
     audit = octdl_clean_manifest(octdl, manifest, p.octdl_cap)
     starts: dict[str, list[str]] = {"": []}
     if phantom_backbone is not None and phantom_models:
-        starts["-phantom_gentle"] = [f"weights={phantom_backbone}", *GENTLE]
+        starts["-phantom_gentle"] = [f"weights={phantom_backbone}", *START_OVERRIDES["phantom_gentle"]]
     as_trained: dict[str, dict[str, Any]] = {}
     corrected: dict[str, dict[str, Any]] = {}
     summary: dict[str, Any] = {}
