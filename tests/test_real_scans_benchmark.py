@@ -836,3 +836,71 @@ def test_part_b_starts_the_phantom_models_from_the_realistic_backbone_at_the_gen
     results["machine"] = _machine("AMD EPYC", "2026-12-05")
     gains = summary(results).split("on OCTDL from phantoms (corrected): ")[1].split(".\n")[0]
     assert "plain-phantom_gentle seed 1 +20.0 (p 0.01)" in gains.split(", ")
+
+
+def _fold_result(paths: list[str], labels: list[int], probs: list[list[float]]) -> dict:
+    return {"paths": paths, "groups": [f"p{i // 2}" for i in range(len(paths))], "labels": labels, "probs": probs}
+
+
+def test_a_seed_ensemble_averages_its_seeds_scan_by_scan_and_is_paired_with_each_seed_and_each_other(tmp_path):
+    # two folds of 20 scans, two classes; seed 0 is wrong on the first 6 scans of each fold, seed 1
+    # on the last 6, each time only just: averaged, the other seed's confident answer wins
+    def write(name: str, fold: int, probs: list[list[float]]) -> None:
+        paths = [f"f{fold}/s{i}.png" for i in range(20)]
+        result = _fold_result(paths, [i % 2 for i in range(20)], probs)
+        folder = tmp_path / "runs" / f"oct2017-{name}-fold{fold}"
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text(json.dumps(result))
+
+    def probs(wrong: range, confidence: float = 0.6) -> list[list[float]]:
+        """Class i % 2 at 0.9, but the other class at ``confidence`` on the scans ``wrong``."""
+        return [
+            [confidence, 1 - confidence][:: 1 if i % 2 else -1]
+            if i in wrong
+            else [0.9, 0.1][:: 1 if i % 2 == 0 else -1]
+            for i in range(20)
+        ]
+
+    for fold in (0, 1):
+        write("plain-scratch", fold, probs(range(6)))
+        write("plain-scratch-s1", fold, probs(range(14, 20)))
+        write("attention-scratch", fold, probs(range(4)))  # both seeds wrong on scans 0-3: so is the ensemble
+        write("attention-scratch-s1", fold, probs(range(4), confidence=0.95))
+    part = {
+        "folds": 2,
+        "runs": {n: {} for n in ("plain-scratch", "plain-scratch-s1", "attention-scratch", "attention-scratch-s1")},
+    }
+    out = real_scans.seed_ensembles(tmp_path, part, (("plain-scratch", "attention-scratch"),))
+    assert set(out["runs"]) == {"plain-scratch-ens", "attention-scratch-ens"}
+    assert out["runs"]["plain-scratch-ens"]["accuracy"] == 1.0  # each seed 70%: the ensemble gets every scan
+    assert out["runs"]["plain-scratch-ens"]["seeds"] == [0, 1]
+    assert out["vs_seeds"]["plain-scratch-ens vs plain-scratch"]["difference_points"] == pytest.approx(30.0)
+    assert out["vs_seeds"]["plain-scratch-ens vs plain-scratch-s1"]["difference_points"] == pytest.approx(30.0)
+    assert out["runs"]["attention-scratch-ens"]["accuracy"] == pytest.approx(0.8)
+    assert out["vs_seeds"]["attention-scratch-ens vs attention-scratch"]["difference_points"] == pytest.approx(0.0)
+    assert out["comparisons"]["attention-scratch-ens vs plain-scratch-ens"]["difference_points"] == pytest.approx(-20.0)
+    # the table shows the ensembles and their pairs; the headline and the README summary their best
+    results = {**_fake_results(), "machine": _machine("AMD EPYC", "2026-12-05")}
+    results["oct2017_cv"]["ensembles"] = out
+    text = table(results)
+    assert "| plain-scratch-ens | 100.0% (" in text and "| plain-scratch-ens vs plain-scratch-s1 | +30.0 (" in text
+    top = headline(results)
+    assert top["oct2017_cv_seed_ensemble"] == {
+        "best": "plain-scratch-ens",
+        "seeds": 2,
+        "accuracy": 1.0,
+        "macro_f1": 1.0,
+    }
+    assert "| OCT2017, the same CV, one start's seeds as one ensemble (a) |" in summary(results)
+    # a member missing from this work folder (a seed joined from another machine): no answer
+    (tmp_path / "runs" / "oct2017-attention-scratch-s1-fold1" / "result.json").unlink()
+    assert real_scans.seed_ensembles(tmp_path, part, ()) is None
+
+
+def test_a_seed_ensemble_refuses_members_evaluated_on_other_scans():
+    a = _fold_result(["a.png", "b.png"], [0, 1], [[0.9, 0.1], [0.2, 0.8]])
+    b = _fold_result(["b.png", "a.png"], [1, 0], [[0.2, 0.8], [0.9, 0.1]])
+    with pytest.raises(ValueError, match="different scans"):
+        real_scans.averaged([a, b])
+    c = _fold_result(["a.png", "b.png"], [0, 1], [[0.5, 0.5], [0.6, 0.4]])
+    assert np.allclose(real_scans.averaged([a, c])["probs"], [[0.7, 0.3], [0.4, 0.6]])
