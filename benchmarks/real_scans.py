@@ -428,7 +428,7 @@ def averaged(results: list[dict[str, Any]]) -> dict[str, Any]:
     if any(r["paths"] != first["paths"] for r in results):
         raise ValueError("a seed ensemble's members were evaluated on different scans")
     probs = np.mean([np.asarray(r["probs"]) for r in results], axis=0)
-    return {**first, "probs": probs.tolist(), "accuracy": None, "macro_f1": None}
+    return {**{k: first[k] for k in ("paths", "groups", "labels")}, "probs": probs.tolist()}
 
 
 def oct2017_cv(
