@@ -210,6 +210,7 @@ BENCHMARKS = (
     "ood",
     "archive",
     "real_scans",
+    "ensemble",
 )
 
 

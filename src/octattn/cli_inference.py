@@ -110,25 +110,56 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_fit_ood(args: argparse.Namespace) -> int:
+def _fit_safety_on_data(model: str, args: argparse.Namespace) -> None:
+    """Fit the detector and the operating points of ``model`` on ``args.data`` (fit-ood's
+    options), and say what was fitted."""
     from octattn.data.layout import load_samples
     from octattn.data.splits import patient_split
     from octattn.inference.bundle import read_bundle_config
     from octattn.inference.safety import SafetySettings, fit_safety
 
-    classes = read_bundle_config(args.model).class_names
+    classes = read_bundle_config(model).class_names
     samples = load_samples(args.data, args.split, classes)
     train, validation = patient_split(samples, args.val_fraction, args.seed)
     settings = SafetySettings(
         abstain_target_accuracy=args.abstain_target_accuracy, urgent_sensitivity=args.urgent_sensitivity
     )
-    fitted = fit_safety(args.model, train, validation, settings, args.seed)
+    fitted = fit_safety(model, train, validation, settings, args.seed)
     print(
         f"detector fitted on {len(train)} images, threshold {fitted['threshold']:.2f} chosen on {len(validation)} "
         f"held-out images of {len({s.group for s in validation})} patients (keeps "
-        f"{100 * fitted['validation_kept']:.0f}%); written into {args.model}"
+        f"{100 * fitted['validation_kept']:.0f}%); written into {model}"
     )
+
+
+def _cmd_fit_ood(args: argparse.Namespace) -> int:
+    _fit_safety_on_data(args.model, args)
     return 0
+
+
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from octattn.inference.ensemble import build_ensemble, describe_members
+
+    config = build_ensemble(args.models, args.out, overwrite=args.overwrite)
+    print(f"ensemble written to {args.out}: {describe_members(config)}; mean of calibrated probabilities")
+    if args.data:
+        _fit_safety_on_data(args.out, args)
+    else:
+        print(
+            "its operating points (abstention, urgent referral) are chosen on the ensemble's own probabilities: "
+            f"run `octattn fit-ood {args.out} --data DATA` (the members' training data) to set them"
+        )
+    return 0
+
+
+def _add_fit_options(parser: argparse.ArgumentParser, data_required: bool) -> None:
+    """fit-ood's options: the data and the targets of the operating points."""
+    parser.add_argument("--data", required=data_required, help="the images the model was trained on (folder or CSV)")
+    parser.add_argument("--split", default="train", help="the split to fit on (default train)")
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="patient-grouped share held out (0.2)")
+    parser.add_argument("--abstain-target-accuracy", type=float, default=0.99, help="(default 0.99)")
+    parser.add_argument("--urgent-sensitivity", type=float, default=0.95, help="(default 0.95)")
+    parser.add_argument("--seed", type=int, default=0)
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
@@ -166,7 +197,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_inference_commands(sub: argparse._SubParsersAction) -> None:
-    """Register predict, explain, explain-eval, export, push and serve."""
+    """Register predict, explain, explain-eval, export, fit-ood, ensemble, push and serve."""
     predict = sub.add_parser("predict", help="classify scans (files, folders, globs, DICOM/.vol/.e2e volumes)")
     predict.add_argument("model", help="a model bundle, a run folder, local-dir:FOLDER or hf-hub:ORG/NAME")
     predict.add_argument("paths", nargs="+", help="image files, folders, glob patterns or volume files")
@@ -219,13 +250,20 @@ def add_inference_commands(sub: argparse._SubParsersAction) -> None:
         "the operating points) and write it into the bundle.",
     )
     fit_ood.add_argument("model", help="a model bundle or a run folder (written in place)")
-    fit_ood.add_argument("--data", required=True, help="the images the model was trained on (folder or CSV)")
-    fit_ood.add_argument("--split", default="train", help="the split to fit on (default train)")
-    fit_ood.add_argument("--val-fraction", type=float, default=0.2, help="patient-grouped share held out (0.2)")
-    fit_ood.add_argument("--abstain-target-accuracy", type=float, default=0.99, help="(default 0.99)")
-    fit_ood.add_argument("--urgent-sensitivity", type=float, default=0.95, help="(default 0.95)")
-    fit_ood.add_argument("--seed", type=int, default=0)
+    _add_fit_options(fit_ood, data_required=True)
     fit_ood.set_defaults(handler=_cmd_fit_ood)
+
+    ensemble = sub.add_parser(
+        "ensemble",
+        help="several trained models (seeds) as one bundle: the mean of their calibrated probabilities",
+        description="Copy MODELS into one ensemble bundle that predict, evaluate, serve and export run as one "
+        "model. With --data, its detector threshold and operating points are chosen on its own probabilities.",
+    )
+    ensemble.add_argument("models", nargs="+", help="two or more bundles or run folders with the same classes")
+    ensemble.add_argument("--out", required=True, help="the ensemble bundle's folder")
+    ensemble.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    _add_fit_options(ensemble, data_required=False)
+    ensemble.set_defaults(handler=_cmd_ensemble)
 
     push = sub.add_parser("push", help="publish a model bundle with a model card on the Hugging Face Hub")
     push.add_argument("model", help="a model bundle or a run folder")

@@ -25,6 +25,7 @@ from octattn.data.decode import load_scan
 from octattn.inference.predictor import Predictor
 from octattn.models import InceptionV4Attention
 from octattn.models.attention import AttentionModule
+from octattn.models.ensemble import explained_network
 
 MASK_SUMMARIES: tuple[str, ...] = ("mean", "weighted")
 
@@ -58,7 +59,7 @@ def summarised_masks(
     unknown = [s for s in summaries if s not in MASK_SUMMARIES]
     if unknown:
         raise ValueError(f"unknown mask summary {unknown[0]!r}; expected one of {', '.join(MASK_SUMMARIES)}")
-    model = predictor.model
+    model = explained_network(predictor.model)  # an ensemble shows its first member's masks
     if not isinstance(model, InceptionV4Attention):
         return {}
     trunks: dict[str, torch.Tensor] = {}

@@ -15,9 +15,13 @@ import torch.nn.functional as F
 from timm.models.inception_v3 import InceptionV3
 from torch import nn
 
+from octattn.models.ensemble import explained_network
+
 
 def target_layer(model: nn.Module) -> nn.Module:
-    """The module whose *input* Grad-CAM explains (see the module docstring)."""
+    """The module whose *input* Grad-CAM explains (see the module docstring); an ensemble's
+    first member's (its output, the ensemble's, is what the gradient is taken of)."""
+    model = explained_network(model)
     if isinstance(model, InceptionV3):
         return model.Mixed_7a
     features = getattr(model, "features", None)

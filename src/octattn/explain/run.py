@@ -20,6 +20,7 @@ from octattn.explain.localisation import POINTING_TOLERANCE, LocalisationScore, 
 from octattn.explain.render import overlay, png_bytes, resize_map
 from octattn.inference.predictor import Predictor
 from octattn.io import atomic_write_bytes
+from octattn.models.ensemble import explained_network
 from octattn.models.inception import InceptionV4Attention
 from octattn.progress import progress
 
@@ -51,8 +52,9 @@ def map_cells(predictor: Predictor, shape: tuple[int, int]) -> dict[str, float]:
             model(predictor.prepare(np.zeros((height, width), dtype=np.uint8))[None].to(predictor.device))
     finally:
         hook.remove()
-    if isinstance(model, InceptionV4Attention):
-        for name, mask in model.attention_masks().items():
+    network = explained_network(model)
+    if isinstance(network, InceptionV4Attention):
+        for name, mask in network.attention_masks().items():
             seen[f"attention_{name}"] = seen[f"attention_{name}_weighted"] = tuple(mask.shape[-2:])
     return {name: max(shape[0] / grid[0], shape[1] / grid[1]) for name, grid in seen.items()}
 

@@ -7,6 +7,10 @@
   network; plus octattn's own fields under ``"octattn"``: class names, pre-processing,
   calibration temperature, referral rule and provenance (data, configuration, commit, date).
 
+An ensemble bundle (``octattn ensemble``) has no weights of its own: its ``config.json``
+lists member bundles in sub-folders, each a complete bundle (and timm model folder), and
+loads as one :class:`~octattn.models.ensemble.ProbabilityEnsemble`.
+
 Loading a bundle needs nothing else and runs no code from it: the architecture is
 rebuilt from :func:`octattn.create_model` by name, and the tensors are loaded strictly.
 Bundles written before the timm layout (``weights.safetensors`` + a flat octattn config,
@@ -16,6 +20,7 @@ version 1) still load. A model may be named by a folder, a run folder holding on
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +35,7 @@ from octattn.data.transforms import Preprocess
 from octattn.errors import OctattnError, WeightsError
 from octattn.io import atomic_save, atomic_write_text
 from octattn.models import create_model
+from octattn.models.ensemble import ProbabilityEnsemble
 from octattn.models.weights import PRETRAINED_SOURCES, read_safetensors
 
 BUNDLE_FORMAT = "octattn-bundle"
@@ -60,6 +66,10 @@ class BundleConfig:
     """Operating points chosen on validation: ``abstain_threshold`` (confidence below which the
     referral is "uncertain: refer to a human"), ``urgent_threshold`` (summed urgent probability
     at which the referral is urgent), with the targets they were chosen for."""
+    ensemble: list[str] = field(default_factory=list)
+    """An ensemble bundle's member folders, relative to it (empty: one network). The
+    ensemble's own temperature is 1 and it has no prior correction: each member's
+    calibration is applied inside the model (:mod:`octattn.models.ensemble`)."""
 
     def __post_init__(self) -> None:
         # Each class's tier (None: no tier); OCT2017's tiers where the bundle names none.
@@ -85,6 +95,7 @@ class BundleConfig:
                 "referral": dict(self.referral),
                 "decision": dict(self.decision),
                 "provenance": self.provenance,
+                **({"ensemble": list(self.ensemble)} if self.ensemble else {}),
             },
         }
 
@@ -128,6 +139,7 @@ class BundleConfig:
                 provenance=dict(ours.get("provenance", {})),
                 referral=_stored_referral(ours),
                 decision=dict(ours.get("decision", {})),
+                ensemble=[str(member) for member in ours.get("ensemble", [])],
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise OctattnError(f"{origin}: incomplete bundle config ({exc})") from exc
@@ -197,15 +209,35 @@ def resolve_bundle_dir(path: str | Path) -> Path:
         return fetch_hub_bundle(text.removeprefix(HUB_PREFIX))
     path = Path(text.removeprefix(LOCAL_PREFIX))
     for candidate in (path, path / "model"):
-        if (candidate / CONFIG_FILE).is_file() and weights_file(candidate).is_file():
+        if (candidate / CONFIG_FILE).is_file() and (weights_file(candidate).is_file() or _is_ensemble(candidate)):
             return candidate
     raise OctattnError(f"{path}: not a model bundle (no {CONFIG_FILE} + {WEIGHTS_FILE}) nor a run folder with one")
+
+
+def _is_ensemble(folder: Path) -> bool:
+    """Whether ``folder/config.json`` names ensemble members (weights live in their folders)."""
+    try:
+        ours = json.loads((folder / CONFIG_FILE).read_text()).get("octattn", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(ours, dict) and bool(ours.get("ensemble"))
 
 
 def weights_file(folder: Path) -> Path:
     """The weights of a bundle folder (``model.safetensors``, or version 1's name)."""
     legacy = folder / LEGACY_WEIGHTS_FILE
     return legacy if legacy.is_file() and not (folder / WEIGHTS_FILE).is_file() else folder / WEIGHTS_FILE
+
+
+def weights_digest(folder: Path) -> str:
+    """SHA-256 (hex) of a bundle's weights: of its weights file, or of its members' in order."""
+    digest = hashlib.sha256()
+    config = read_bundle_config(folder)
+    folders = member_folders(folder, config) if config.ensemble else [folder]
+    files = [weights_file(each) for each in folders]
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def fetch_hub_bundle(repo_id: str) -> Path:
@@ -252,10 +284,13 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[n
     """Rebuild a bundle's model (eval mode) and return it with its config.
 
     Raises:
-        OctattnError: not a bundle, or its weights do not fit its architecture.
+        OctattnError: not a bundle, or its weights do not fit its architecture; an ensemble
+            whose members are missing or disagree with it.
     """
     folder = resolve_bundle_dir(path)
     config = read_bundle_config(folder)
+    if config.ensemble:
+        return load_ensemble(folder, config).to(device).eval(), config
     arch = dict(config.architecture)
     name = arch.pop("name")
     model = create_model(name, **arch)
@@ -267,3 +302,43 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[n
         detail = " ".join(str(exc).split())[:300]
         raise WeightsError(f"{weights}: does not fit {name} ({detail})") from None
     return model.to(device).eval(), config
+
+
+def member_folders(folder: Path, config: BundleConfig) -> list[Path]:
+    """An ensemble bundle's member folders, each checked to lie inside the bundle."""
+    root = folder.resolve()
+    members = []
+    for name in config.ensemble:
+        member = (folder / name).resolve()
+        if root not in member.parents:
+            raise OctattnError(f"{folder / CONFIG_FILE}: ensemble member {name!r} lies outside the bundle")
+        members.append(member)
+    return members
+
+
+def load_ensemble(folder: Path, config: BundleConfig) -> nn.Module:
+    """An ensemble bundle's members, loaded and checked against the ensemble's classes and
+    input, as one :class:`ProbabilityEnsemble`."""
+    networks, temperatures, biases = [], [], []
+    for member in member_folders(folder, config):
+        if not (member / CONFIG_FILE).is_file():
+            raise OctattnError(f"{member}: ensemble member missing (the bundle {folder} is incomplete)")
+        member_config = read_bundle_config(member)
+        if member_config.ensemble:
+            raise OctattnError(f"{member}: an ensemble member is itself an ensemble")
+        check_same_task(member_config, config, str(member))
+        network, _ = load_bundle(member)
+        networks.append(network)
+        temperatures.append(member_config.temperature)
+        biases.append(member_config.logit_bias)
+    return ProbabilityEnsemble(networks, temperatures, biases)
+
+
+def check_same_task(member: BundleConfig, reference: BundleConfig, origin: str) -> None:
+    """Raise unless ``member`` has ``reference``'s classes (in order) and pre-processing."""
+    if member.class_names != reference.class_names:
+        raise OctattnError(f"{origin}: classes {member.class_names} differ from {reference.class_names}")
+    if member.preprocess.to_dict() != reference.preprocess.to_dict():
+        raise OctattnError(
+            f"{origin}: pre-processing {member.preprocess.to_dict()} differs from {reference.preprocess.to_dict()}"
+        )

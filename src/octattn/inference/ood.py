@@ -33,6 +33,7 @@ from sklearn.covariance import LedoitWolf
 from torch import nn
 
 from octattn.errors import OctattnError
+from octattn.models.ensemble import ProbabilityEnsemble, explained_network
 
 OOD_FILE = "ood.safetensors"
 KEEP = 0.99
@@ -51,16 +52,19 @@ def stage_modules(model: nn.Module) -> list[str]:
 class LogitsAndFeatures(nn.Module):
     """A model's logits and the global-average-pooled output of each ``feature_info`` stage,
     concatenated, in one pass (timm's ``forward_intermediates``). The same module runs in
-    PyTorch and is what the ONNX export traces, so both backends score alike."""
+    PyTorch and is what the ONNX export traces, so both backends score alike. For an
+    ensemble: its combined logits, and its first member's stages."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        model: Any = self.model  # timm's interface, not typed on nn.Module
-        final, stages = model.forward_intermediates(x)
-        logits = model.forward_head(final)
+        network: Any = explained_network(self.model)  # timm's interface, not typed on nn.Module
+        final, stages = network.forward_intermediates(x)
+        logits = network.forward_head(final)
+        if isinstance(self.model, ProbabilityEnsemble):  # the other members add their logits only
+            logits = self.model.combine([logits, *(member(x) for member in self.model.members[1:])])
         return logits, torch.cat([stage.float().mean(dim=(2, 3)) for stage in stages], dim=1)
 
 

@@ -196,8 +196,10 @@ def model_card(model_path: str | Path, repo_id: str, license_id: str = "apache-2
 def stage_upload(model_path: str | Path, repo_id: str, out_dir: Path, license_id: str = "apache-2.0") -> Path:
     """Write the folder that ``push`` uploads: config, weights and the model card."""
     folder = resolve_bundle_dir(model_path)
-    out_dir.mkdir(parents=True, exist_ok=True)
     config = read_bundle_config(folder)
+    if config.ensemble:  # the Hub loader fetches one config and one weights file
+        raise OctattnError(f"{folder}: an ensemble bundle cannot be pushed as one Hub model; push each member")
+    out_dir.mkdir(parents=True, exist_ok=True)
     # Always the current layout, also for a bundle written before it (version 1).
     (out_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1))
     shutil.copyfile(weights_file(folder), out_dir / WEIGHTS_FILE)

@@ -28,7 +28,6 @@ clinic's scans-per-second do not call for it.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import threading
@@ -50,7 +49,7 @@ from octattn.errors import BadImageError, OctattnError
 from octattn.explain.attention import display_map, mask_maps
 from octattn.explain.gradcam import grad_cam
 from octattn.explain.render import overlay, png_bytes, resize_map
-from octattn.inference.bundle import HUB_PREFIX, resolve_bundle_dir, weights_file
+from octattn.inference.bundle import HUB_PREFIX, resolve_bundle_dir, weights_digest
 from octattn.inference.checks import cheap_finding
 from octattn.inference.onnx_export import make_predictor
 from octattn.inference.predictor import Predictor
@@ -77,7 +76,7 @@ def model_id(model_path: str | Path) -> str:
     """``<name>@<first 12 hex of the weights' SHA-256>``: names exactly one model. The name is
     the run's (a run's bundle is ``RUN/model``), the folder's, or the Hub repository's."""
     folder = resolve_bundle_dir(model_path)
-    digest = hashlib.sha256(weights_file(folder).read_bytes()).hexdigest()[:12]
+    digest = weights_digest(folder)[:12]
     text = str(model_path)
     if text.startswith(HUB_PREFIX):
         return f"{text.removeprefix(HUB_PREFIX)}@{digest}"
@@ -214,6 +213,7 @@ def create_app(
             "input_size": [height, width],
             "engine": app.state.engine,
             "ood_detector": predictor.ood is not None,
+            "ensemble_members": len(predictor.config.ensemble),
             "auth": token is not None,
         }
 
