@@ -110,17 +110,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fit_safety_on_data(model: str, args: argparse.Namespace) -> None:
+def _fit_safety_on_data(model: str, args: argparse.Namespace, held_out: set[str] | None = None) -> None:
     """Fit the detector and the operating points of ``model`` on ``args.data`` (fit-ood's
-    options), and say what was fitted."""
+    options), and say what was fitted. ``held_out``: the validation scans (by
+    :func:`~octattn.inference.ensemble.sample_key`) instead of a new patient-grouped split."""
     from octattn.data.layout import load_samples
     from octattn.data.splits import patient_split
+    from octattn.errors import DataError
     from octattn.inference.bundle import read_bundle_config
+    from octattn.inference.ensemble import sample_key
     from octattn.inference.safety import SafetySettings, fit_safety
 
     classes = read_bundle_config(model).class_names
     samples = load_samples(args.data, args.split, classes)
-    train, validation = patient_split(samples, args.val_fraction, args.seed)
+    if held_out is None:
+        train, validation = patient_split(samples, args.val_fraction, args.seed)
+    else:
+        validation = [s for s in samples if sample_key(s.path) in held_out]
+        train = [s for s in samples if sample_key(s.path) not in held_out]
+        if not validation:
+            raise DataError(f"{args.data}: none of the members' validation scans is in it (their data, not other)")
     settings = SafetySettings(
         abstain_target_accuracy=args.abstain_target_accuracy, urgent_sensitivity=args.urgent_sensitivity
     )
@@ -138,12 +147,18 @@ def _cmd_fit_ood(args: argparse.Namespace) -> int:
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> int:
-    from octattn.inference.ensemble import build_ensemble, describe_members
+    from octattn.inference.ensemble import build_ensemble, describe_members, shared_validation
 
+    held_out = shared_validation(args.models) if args.data else None  # checked before anything is written
     config = build_ensemble(args.models, args.out, overwrite=args.overwrite)
     print(f"ensemble written to {args.out}: {describe_members(config)}; mean of calibrated probabilities")
     if args.data:
-        _fit_safety_on_data(args.out, args)
+        if held_out is None:
+            print(
+                "the members are bundles without their runs' split.json: the operating points are chosen on a new "
+                "patient-grouped share of --data, which a member may have trained on (optimistic)"
+            )
+        _fit_safety_on_data(args.out, args, held_out)
     else:
         print(
             "its operating points (abstention, urgent referral) are chosen on the ensemble's own probabilities: "

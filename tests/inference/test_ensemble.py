@@ -164,3 +164,23 @@ def test_the_archive_engines_actor_runs_an_ensemble(ensemble, real_data):
     local = Predictor(ensemble).predict_files(scans).predictions
     assert rows["input"] == [str(p) for p in scans]
     np.testing.assert_allclose(rows["p_DME"], [p.probabilities["DME"] for p in local], atol=1e-5)
+
+
+def _as_run(bundle: Path, run: Path, val: list[str]) -> Path:
+    """A run folder around ``bundle`` whose split.json held out ``val``."""
+    shutil.copytree(bundle, run / "model")
+    (run / "split.json").write_text(json.dumps({"seed": 0, "val_fraction": 0.1, "train": [], "val": val}))
+    return run
+
+
+def test_ensemble_of_runs_fits_on_the_scans_every_member_held_out(members, tmp_path, real_data, capsys):
+    scans = sorted(str(p) for p in (real_data / "train").rglob("*.jpeg"))
+    shared = scans[::5]
+    runs = [_as_run(m, tmp_path / f"run{i}", shared) for i, m in enumerate(members)]
+    out = tmp_path / "ens"
+    assert main(["ensemble", *map(str, runs), "--out", str(out), "--data", str(real_data)]) == 0
+    assert read_bundle_config(out).decision["chosen_on"] == f"{len(shared)} validation images"
+
+    apart = [runs[0], _as_run(members[1], tmp_path / "apart", scans[1::5])]
+    assert main(["ensemble", *map(str, apart), "--out", str(tmp_path / "no"), "--data", str(real_data)]) == 2
+    assert "different validation scans" in capsys.readouterr().err and not (tmp_path / "no").exists()

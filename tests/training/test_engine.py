@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -186,3 +188,21 @@ def test_training_amp_follows_the_inference_precision_rule(monkeypatch, amp, nat
 
     monkeypatch.setattr(precision, "native_bf16", lambda device: native)
     assert training_precision(TrainConfig(amp=amp), torch.device("cpu")) == expected
+
+
+def test_split_seed_gives_seeds_one_validation_split(tmp_path):
+    """Seeds of one ensemble must hold out the same patients (``split_seed``); without it each
+    seed splits its own way (what made an ensemble's operating points optimistic)."""
+    from octattn.data.synth import write_phantom_tree
+    from octattn.training.run_data import build_run_data
+
+    write_phantom_tree(tmp_path / "d", {"train": 10}, seed=0, size=(64, 62))
+    common = {"data": str(tmp_path / "d"), "image_size": 75, "val_fraction": 0.25, "num_workers": 0}
+
+    def held_out(name: str, **keys) -> set[str]:
+        data = build_run_data(TrainConfig(**common, **keys), tmp_path / name, DistInfo())
+        return {str(s.path) for s in data.val}
+
+    assert held_out("a", seed=0, split_seed=0) == held_out("b", seed=1, split_seed=0)
+    assert held_out("c", seed=0) != held_out("d", seed=1)
+    assert json.loads((tmp_path / "b" / "split.json").read_text())["seed"] == 0

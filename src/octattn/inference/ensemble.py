@@ -94,6 +94,38 @@ def build_ensemble(models: Sequence[str | Path], out_dir: str | Path, overwrite:
     return ensemble
 
 
+SPLIT_FILE = "split.json"
+
+
+def sample_key(path: str | Path) -> str:
+    """A scan's name within its data set (class folder and file name): the same scan whether
+    the data was named by a relative or an absolute path, or has moved since."""
+    return "/".join(Path(path).parts[-2:])
+
+
+def shared_validation(models: Sequence[str | Path]) -> set[str] | None:
+    """The validation scans every member held out (:func:`sample_key` of each), read from the
+    members' run folders (``RUN/split.json``); None where a member is a bare bundle.
+
+    Raises:
+        OctattnError: the members held out different scans (seeds that split the data apart):
+            a scan one member validates on, another trained on, would flatter the ensemble's
+            operating points.
+    """
+    records = []
+    for model in models:
+        split = Path(str(model)) / SPLIT_FILE
+        if not split.is_file():
+            return None
+        records.append({sample_key(p) for p in json.loads(split.read_text())["val"]})
+    if any(record != records[0] for record in records):
+        raise OctattnError(
+            "the members held out different validation scans (each seed split the data its own way), so no "
+            "scan is unseen by all: train them with one split_seed (`split_seed=0`), or leave out --data"
+        )
+    return records[0]
+
+
 def _config_text(config: BundleConfig) -> str:
     return json.dumps(config.to_dict(), indent=1)
 

@@ -95,6 +95,9 @@ class TrainConfig:
     num_workers: int = setting(-1, "loader processes per training process (-1 = the machine's cores, at most 8)")
     # engine
     seed: int = setting(0, "seeds the split, the data order, the transforms and the weights")
+    split_seed: int | None = setting(
+        None, "seeds the validation split instead of seed (null: seed); seeds of one ensemble share it"
+    )
     amp: str = setting("auto", "mixed precision: auto (bf16 where computed natively) | bf16 | off")
     channels_last: bool = setting(True, "channels_last memory format (about 2x on CPUs)")
     compile: bool = setting(False, "torch.compile the model")
@@ -121,6 +124,11 @@ class TrainConfig:
         "keep RUN/checkpoint.pt (model + optimizer, about 3x the bundle) when the run ends; false: the bundle only",
     )
 
+    @property
+    def validation_seed(self) -> int:
+        """The seed of the patient-grouped validation split: ``split_seed``, else ``seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
+
     def validate(self) -> TrainConfig:
         """Check every choice; returns self for chaining."""
         choices = {
@@ -137,6 +145,8 @@ class TrainConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
+        if self.split_seed is not None and (isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int)):
+            raise ConfigError(f"split_seed must be a whole number or null, got {self.split_seed!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.image_size < 75:
             raise ConfigError("epochs and batch_size must be positive and image_size at least 75")
         if self.grad_checkpointing and self.model != "inception_v4_attention":

@@ -120,7 +120,7 @@ def build_run_data(config: TrainConfig, run_dir: Path, info: DistInfo) -> RunDat
     classes = data_classes(config.data, config.classes)
     train = load_samples(config.data, "train", classes)
     if config.val_fraction > 0:
-        train, val = patient_split(train, config.val_fraction, config.seed)
+        train, val = patient_split(train, config.val_fraction, config.validation_seed)
     else:
         val = load_samples(config.data, "val", classes)
     reader = _reader(config)
@@ -129,7 +129,7 @@ def build_run_data(config: TrainConfig, run_dir: Path, info: DistInfo) -> RunDat
     train = [s for s in train if str(s.path) in keep]
     val = [s for s in val if str(s.path) in keep]
     if info.is_main:
-        save_split(run_dir / "split.json", train, val, config.seed, config.val_fraction)
+        save_split(run_dir / "split.json", train, val, config.validation_seed, config.val_fraction)
         if len(skipped):
             atomic_write_text(run_dir / "skipped.json", json.dumps(skipped.skipped, indent=1))
     weights = loss_weights = None
