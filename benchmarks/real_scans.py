@@ -51,7 +51,7 @@ from octattn.data.phantom_style import default_style, learn_style, measure_scan,
 from octattn.data.synth import write_phantom_tree
 from octattn.demo import config_path
 from octattn.evaluation.calibration import fit_prior_power, prior_shift
-from octattn.evaluation.evaluate import evaluate_model
+from octattn.evaluation.evaluate import EvaluationResult, evaluate_model
 from octattn.evaluation.metrics import headline_metrics
 from octattn.evaluation.uncertainty import mcnemar_exact, patient_bootstrap, patient_bootstrap_mean
 from octattn.inference.bundle import read_bundle_config
@@ -134,6 +134,14 @@ def oct2017_scans() -> list[dict[str, str]]:
     ]
 
 
+def oct2017_folds(rows: list[dict[str, str]], folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Part a's patient-grouped, class-stratified folds of ``rows`` as (rest, test) indices:
+    the same for every seed and every reading, so that readings pair scan by scan."""
+    labels = [CLASS_NAMES.index(r["label"]) for r in rows]
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=0)
+    return list(splitter.split(np.zeros(len(rows)), labels, [r["group"] for r in rows]))
+
+
 def fold_manifest(rows: list[dict[str, str]], test: set[int], out: Path) -> Path:
     with out.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -169,24 +177,28 @@ def run_once(name: str, work: Path, data: Path, overrides: list[str], split: str
         return json.loads(result_file.read_text())
     evaluation = evaluate_model(run, data, split, resamples=200)
     report = evaluation.report
-    result = {
-        "accuracy": report["accuracy"],
-        "macro_f1": report["f1"],
+    result = {"accuracy": report["accuracy"], "macro_f1": report["f1"], **as_reading(evaluation)}
+    atomic_write_text(result_file, json.dumps(result))
+    return result
+
+
+def as_reading(evaluation: EvaluationResult) -> dict[str, Any]:
+    """What pooling and pairing read of one evaluation: each scan's path, patient group,
+    label and calibrated probabilities."""
+    return {
         "paths": [str(s.path) for s in evaluation.samples],
         "groups": [s.group for s in evaluation.samples],
         "labels": evaluation.labels.tolist(),
         "probs": evaluation.probs.tolist(),
     }
-    atomic_write_text(result_file, json.dumps(result))
-    return result
 
 
-def pooled(results: list[dict[str, Any]]) -> dict[str, Any]:
+def pooled(results: list[dict[str, Any]], resamples: int = 1000) -> dict[str, Any]:
     """Out-of-fold predictions pooled over the folds, with patient-bootstrap intervals."""
     labels = np.concatenate([r["labels"] for r in results])
     probs = np.concatenate([np.asarray(r["probs"]) for r in results])
     groups = [g for r in results for g in r["groups"]]
-    ci = patient_bootstrap(labels, probs, groups, resamples=1000, metric_fn=headline_metrics)
+    ci = patient_bootstrap(labels, probs, groups, resamples=resamples, metric_fn=headline_metrics)
     return {
         "n": len(labels),
         "accuracy": ci["accuracy"]["value"],
@@ -318,9 +330,7 @@ def cross_validated(
     run names depend on nothing else, so a run shared by two parts (``attention-scratch``) is
     trained once."""
     rows = oct2017_scans()
-    labels = [CLASS_NAMES.index(r["label"]) for r in rows]
-    folds = StratifiedGroupKFold(n_splits=p.folds, shuffle=True, random_state=0)
-    splits = list(folds.split(np.zeros(len(rows)), labels, [r["group"] for r in rows]))
+    splits = oct2017_folds(rows, p.folds)
     manifests = [
         fold_manifest(rows, set(test.tolist()), work / f"oct2017-fold{k}.csv") for k, (_, test) in enumerate(splits)
     ]
@@ -631,7 +641,77 @@ def across(work: Path, p: Plan, octdl: Path, octdl_model: Path | None) -> dict[s
             "predicted": report["predicted"],
         }
 
-    return {"oct2017_model_on_octdl": short(on_octdl.report), "octdl_model_on_oct2017": short(on_oct.report)}
+    oct_scans = [(r["path"], r["label"], r["group"]) for r in rows]
+    return {
+        "oct2017_model_on_octdl": short(on_octdl.report),
+        "octdl_model_on_oct2017": short(on_oct.report),
+        "oct2017_model_on_octdl" + ADAPTED: adapted_across(
+            oct_run / "model", scans, {"NO": "NORMAL", "DME": "DME"}, work / "adapted-oct2017-model-on-octdl"
+        ),
+        "octdl_model_on_oct2017" + ADAPTED: adapted_across(
+            octdl_model / "model", oct_scans, {"NORMAL": "NO", "DME": "DME"}, work / "adapted-octdl-model-on-oct2017"
+        ),
+    }
+
+
+ADAPTED = "_adapted"
+"""Part c's key suffix for a model adapted to the other data set (:func:`adapted_across`)."""
+
+
+def adapted_across(
+    model: Path,
+    scans: list[tuple[str, str, str]],
+    class_map: dict[str, str],
+    folder: Path,
+    halves: int = 2,
+    resamples: int = 1000,
+) -> dict[str, Any]:
+    """The model with its BatchNorm statistics re-estimated on the other data set's scans
+    (``octattn adapt``, AdaBN; no labels), cross-fitted: the scans (path, class, patient) are
+    cut into patient-grouped halves, the model adapted on every scan of one half (all classes,
+    as a clinic would: its device's whole output) and scored through ``class_map`` on the
+    other; pooled, and paired with the unadapted model on the same scans."""
+    from sklearn.model_selection import GroupKFold
+
+    folder.mkdir(parents=True, exist_ok=True)
+    groups = [patient for _, _, patient in scans]
+    folds = []
+    for k, (rest, test) in enumerate(GroupKFold(n_splits=halves).split(scans, groups=groups)):
+        manifest = folder / f"half{k}.csv"
+        with manifest.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "label", "patient", "split"])
+            writer.writerows([(*scans[i], "test") for i in test])
+        folds.append((manifest, [Path(scans[i][0]) for i in rest], folder / f"adapted-half{k}"))
+    return adapted_reading(model, folds, class_map, resamples)
+
+
+def adapted_reading(
+    model: Path,
+    folds: list[tuple[Path, list[Path], Path]],
+    class_map: dict[str, str] | None = None,
+    resamples: int = 1000,
+) -> dict[str, Any]:
+    """A model adapted (``octattn adapt``) fold by fold, cross-fitted: for each (manifest of
+    the scans to score, scans to adapt on, the adapted bundle's folder; reused where it is
+    there), the adapted and the unadapted model scored on the manifest's test scans; pooled,
+    and paired (adapted - unadapted)."""
+    from octattn.inference.adapt import adapt_bundle
+
+    adapted: list[dict[str, Any]] = []
+    unadapted: list[dict[str, Any]] = []
+    for manifest, adapt_on, bundle in folds:
+        if not (bundle / "config.json").is_file():
+            adapt_bundle(model, adapt_on, bundle, overwrite=True)
+        for reading, source in ((adapted, bundle), (unadapted, model)):
+            evaluation = evaluate_model(source, manifest, "test", class_map=class_map, resamples=10)
+            reading.append(as_reading(evaluation))
+    after, before = pooled(adapted, resamples), pooled(unadapted, resamples)
+    return {
+        **{k: v for k, v in after.items() if not k.startswith("_")},
+        "unadapted_accuracy": before["accuracy"],
+        "vs_unadapted": paired(before, after),
+    }
 
 
 def _images_under(folder: Path) -> list[Path]:
@@ -1253,6 +1333,17 @@ def table(results: dict[str, Any]) -> str:
         calls = ", ".join(f"{k} {n}" for k, n in r.get("predicted", {}).items() if n)
         went = f"; predicted as {calls}" if calls else ""  # a part c from before the count was kept has none
         lines.append(f"- {label}: {r['n']} scans, accuracy {_pct(r['accuracy'])}; {recall}{went}.")
+        if key + ADAPTED in a:  # a part c from before the AdaBN reading has none
+            r = a[key + ADAPTED]
+            gain = r["vs_unadapted"]
+            low, high = gain["interval_points"]
+            lines.append(
+                f"  Adapted to the other data set's scans (`octattn adapt`: BatchNorm statistics re-estimated on the "
+                f"unlabeled scans of the other patient-grouped half, cross-fitted): accuracy "
+                f"{pct_ci(r['accuracy'], r['accuracy_ci'])}, macro-F1 {r['macro_f1']:.3f}; "
+                f"{gain['difference_points']:+.1f} points over unadapted on the same scans "
+                f"({low:+.1f} to {high:+.1f}; p {gain['p_value']:.2g})."
+            )
     z = results["zero_shot"]
     lines += [
         "",
@@ -1369,8 +1460,12 @@ def summary(results: dict[str, Any]) -> str:
     )
     for key, label in (
         ("oct2017_model_on_octdl", "OCT2017 model on OCTDL's NO and DME (c)"),
+        ("oct2017_model_on_octdl" + ADAPTED, "the same, adapted to OCTDL's unlabeled scans (c, AdaBN)"),
         ("octdl_model_on_oct2017", "OCTDL model on OCT2017's NORMAL and DME (c)"),
+        ("octdl_model_on_oct2017" + ADAPTED, "the same, adapted to OCT2017's unlabeled scans (c, AdaBN)"),
     ):
+        if key not in top["across"]:
+            continue
         a = top["across"][key]
         lines.append(
             f"| {label} | - | {_pct(a['accuracy'])} | {_pct(a['macro_f1'])} | - | {_machines_of('across', results)} |"

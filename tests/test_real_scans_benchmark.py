@@ -904,3 +904,38 @@ def test_a_seed_ensemble_refuses_members_evaluated_on_other_scans():
         real_scans.averaged([a, b])
     c = _fold_result(["a.png", "b.png"], [0, 1], [[0.5, 0.5], [0.6, 0.4]])
     assert np.allclose(real_scans.averaged([a, c])["probs"], [[0.7, 0.3], [0.4, 0.6]])
+
+
+def test_part_c_adapts_on_one_half_of_the_patients_and_scores_the_other(plain_bundle, real_data, tmp_path):
+    """AdaBN in part c, cross-fitted: each half is scored by a model adapted on the other
+    half's scans, all classes (a clinic's whole output), and paired with the unadapted model."""
+    from benchmarks.real_scans import adapted_across
+
+    files = sorted((real_data / "train").rglob("*.jpeg"))  # 100: two halves above adapt's minimum
+    scans = [(str(p), p.parent.name, p.name.split("-")[1] if p.name.count("-") == 2 else p.name) for p in files]
+    result = adapted_across(plain_bundle, scans, {"NORMAL": "NORMAL", "DME": "DME"}, tmp_path / "c", resamples=20)
+    assert result["n"] == sum(label in ("NORMAL", "DME") for _, label, _ in scans)
+    assert 0 <= result["accuracy"] <= 1 and "p_value" in result["vs_unadapted"]
+    adapted_on = [
+        json.loads((tmp_path / "c" / f"adapted-half{k}" / "config.json").read_text())["octattn"]["provenance"]
+        for k in (0, 1)
+    ]
+    assert sorted(p["adapted"]["scans"] for p in adapted_on) == sorted(
+        sum(1 for _ in csv.DictReader((tmp_path / "c" / f"half{k}.csv").open())) for k in (0, 1)
+    )
+    assert sum(p["adapted"]["scans"] for p in adapted_on) == len(scans)
+
+
+def test_part_c_shows_the_adapted_reading_where_it_was_measured():
+    results = json.loads((Path(real_scans.RESULTS) / "real_scans.json").read_text())
+    reading = {
+        "n": 100,
+        "accuracy": 0.5,
+        "accuracy_ci": [0.4, 0.6],
+        "macro_f1": 0.3,
+        "vs_unadapted": {"difference_points": 12.5, "interval_points": [5.0, 20.0], "p_value": 0.001},
+    }
+    results["across"]["oct2017_model_on_octdl_adapted"] = reading
+    text = table(results)
+    assert "accuracy 50.0% (40.0%-60.0%), macro-F1 0.300; +12.5 points over unadapted" in text
+    assert "adapted to OCTDL's unlabeled scans (c, AdaBN)" in summary(results)

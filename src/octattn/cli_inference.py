@@ -167,6 +167,25 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    from octattn.inference.adapt import adapt_bundle
+    from octattn.inference.inputs import expand_inputs
+
+    scans = expand_inputs(args.scans)
+    summary = adapt_bundle(
+        args.model, scans, args.out, batch_size=args.batch, overwrite=args.overwrite, source=" ".join(args.scans)
+    )
+    for failure in summary.unreadable:
+        print(f"not used: {failure}", file=sys.stderr)
+    print(
+        f"adapted bundle written to {summary.out_dir}: BatchNorm statistics from {summary.images} unlabeled scan(s)"
+        f"{f', {len(summary.unreadable)} unreadable' if summary.unreadable else ''}; its detector and operating "
+        f"points were fitted on the old statistics and are dropped (`octattn fit-ood {summary.out_dir} --data DIR` "
+        "fits them again on labelled scans of this device)"
+    )
+    return 1 if summary.unreadable else 0
+
+
 def _add_fit_options(parser: argparse.ArgumentParser, data_required: bool) -> None:
     """fit-ood's options: the data and the targets of the operating points."""
     parser.add_argument("--data", required=data_required, help="the images the model was trained on (folder or CSV)")
@@ -212,7 +231,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_inference_commands(sub: argparse._SubParsersAction) -> None:
-    """Register predict, explain, explain-eval, export, fit-ood, ensemble, push and serve."""
+    """Register predict, explain, explain-eval, export, fit-ood, ensemble, adapt, push and serve."""
     predict = sub.add_parser("predict", help="classify scans (files, folders, globs, DICOM/.vol/.e2e volumes)")
     predict.add_argument("model", help="a model bundle, a run folder, local-dir:FOLDER or hf-hub:ORG/NAME")
     predict.add_argument("paths", nargs="+", help="image files, folders, glob patterns or volume files")
@@ -279,6 +298,19 @@ def add_inference_commands(sub: argparse._SubParsersAction) -> None:
     ensemble.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     _add_fit_options(ensemble, data_required=False)
     ensemble.set_defaults(handler=_cmd_ensemble)
+
+    adapt = sub.add_parser(
+        "adapt",
+        help="re-estimate a model's BatchNorm statistics on unlabeled scans of another device (AdaBN)",
+        description="Write a copy of MODEL whose BatchNorm statistics come from SCANS (no labels, no weight "
+        "changed); its detector and operating points are dropped.",
+    )
+    adapt.add_argument("model", help="a model bundle or a run folder (not an ensemble)")
+    adapt.add_argument("scans", nargs="+", help="unlabeled scans of the new device: files, folders or globs")
+    adapt.add_argument("--out", required=True, help="the adapted bundle's folder")
+    adapt.add_argument("--batch", type=int, default=32, help="images per BatchNorm batch (default 32)")
+    adapt.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    adapt.set_defaults(handler=_cmd_adapt)
 
     push = sub.add_parser("push", help="publish a model bundle with a model card on the Hugging Face Hub")
     push.add_argument("model", help="a model bundle or a run folder")

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from octattn.errors import OctattnError
+from octattn.models.batchnorm import reestimate_batchnorm
 from octattn.models.health import MaskMeter
 from octattn.models.inception import InceptionV4Attention
 from octattn.precision import autocast_for, resolve_precision
@@ -178,7 +179,6 @@ def predict_dataset(
     return Predictions(logits=logits_all, labels=np.array([r[2] for r in merged], dtype=int))
 
 
-@torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, dataset: Dataset[Any], count: int, batch_size: int, info: DistInfo) -> None:
     """Re-estimate trainable BatchNorm statistics on the first ``count`` items of ``dataset``.
 
@@ -186,25 +186,10 @@ def recalibrate_batchnorm(model: nn.Module, dataset: Dataset[Any], count: int, b
     while its loss fell); a cumulative average over a fixed set of images fixes that.
     Every rank uses the same images, so the statistics stay identical across ranks.
     """
-    layers = [
-        m
-        for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and any(p.requires_grad for p in m.parameters(False))
-    ]
-    if not layers or count <= 0:
+    if count <= 0:
         return
-    model.eval()
-    momenta = [m.momentum for m in layers]
-    for layer in layers:
-        layer.reset_running_stats()
-        layer.momentum = None  # cumulative average over the batches below
-        layer.train()
     subset = torch.utils.data.Subset(dataset, list(range(min(count, len(dataset)))))  # type: ignore[arg-type]
-    for images, _, _ in DataLoader(subset, batch_size=batch_size):
-        model(images.to(info.device))
-    for layer, momentum in zip(layers, momenta, strict=True):
-        layer.momentum = momentum
-    model.eval()
+    reestimate_batchnorm(model, (images for images, _, _ in DataLoader(subset, batch_size=batch_size)), info.device)
 
 
 @torch.no_grad()
