@@ -129,7 +129,7 @@ def _fit_safety_on_data(model: str, args: argparse.Namespace, held_out: set[str]
         validation = [s for s in samples if sample_key(s.path) in held_out]
         train = [s for s in samples if sample_key(s.path) not in held_out]
         if not validation:
-            raise DataError(f"{args.data}: none of the members' validation scans is in it (their data, not other)")
+            raise DataError(f"{args.data}: none of the members' validation scans is in it (pass their training data)")
     settings = SafetySettings(
         abstain_target_accuracy=args.abstain_target_accuracy, urgent_sensitivity=args.urgent_sensitivity
     )

@@ -56,6 +56,9 @@ def adapt_bundle(
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise OctattnError(f"{out}: already exists (pass --overwrite to replace it)")
+    where = source or "the scans given"
+    if len(scans) < MIN_IMAGES:
+        raise OctattnError(f"{where}: {len(scans)} scan(s); adapting needs at least {MIN_IMAGES}")
     model, config = load_bundle(model_path)
     if config.ensemble:
         raise OctattnError(f"{model_path}: an ensemble; adapt each member, then make the ensemble again")
@@ -77,9 +80,6 @@ def adapt_bundle(
         if prepared:
             yield torch.stack(prepared)
 
-    where = source or "the scans given"
-    if len(scans) < MIN_IMAGES:
-        raise OctattnError(f"{where}: {len(scans)} scan(s); adapting needs at least {MIN_IMAGES}")
     seen = reestimate_batchnorm(model, batches(), "cpu")
     if seen < MIN_IMAGES:
         raise OctattnError(f"{where}: only {seen} readable scan(s); adapting needs at least {MIN_IMAGES}")

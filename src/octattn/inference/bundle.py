@@ -233,10 +233,8 @@ def weights_digest(folder: Path) -> str:
     """SHA-256 (hex) of a bundle's weights: of its weights file, or of its members' in order."""
     digest = hashlib.sha256()
     config = read_bundle_config(folder)
-    folders = member_folders(folder, config) if config.ensemble else [folder]
-    files = [weights_file(each) for each in folders]
-    for path in files:
-        digest.update(path.read_bytes())
+    for each in member_folders(folder, config) if config.ensemble else [folder]:
+        digest.update(weights_file(each).read_bytes())
     return digest.hexdigest()
 
 
@@ -289,8 +287,12 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[n
     """
     folder = resolve_bundle_dir(path)
     config = read_bundle_config(folder)
-    if config.ensemble:
-        return load_ensemble(folder, config).to(device).eval(), config
+    model = load_ensemble(folder, config) if config.ensemble else _load_network(folder, config)
+    return model.to(device).eval(), config
+
+
+def _load_network(folder: Path, config: BundleConfig) -> nn.Module:
+    """One network: its architecture rebuilt by name, its weights loaded strictly."""
     arch = dict(config.architecture)
     name = arch.pop("name")
     model = create_model(name, **arch)
@@ -301,7 +303,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[n
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())[:300]
         raise WeightsError(f"{weights}: does not fit {name} ({detail})") from None
-    return model.to(device).eval(), config
+    return model
 
 
 def member_folders(folder: Path, config: BundleConfig) -> list[Path]:
@@ -327,8 +329,7 @@ def load_ensemble(folder: Path, config: BundleConfig) -> nn.Module:
         if member_config.ensemble:
             raise OctattnError(f"{member}: an ensemble member is itself an ensemble")
         check_same_task(member_config, config, str(member))
-        network, _ = load_bundle(member)
-        networks.append(network)
+        networks.append(_load_network(member, member_config))
         temperatures.append(member_config.temperature)
         biases.append(member_config.logit_bias)
     return ProbabilityEnsemble(networks, temperatures, biases)

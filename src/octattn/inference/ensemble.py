@@ -84,7 +84,7 @@ def build_ensemble(models: Sequence[str | Path], out_dir: str | Path, overwrite:
                 shutil.copyfile(folder / OOD_FILE, member / OOD_FILE)
         if (folders[0] / OOD_FILE).is_file():
             shutil.copyfile(folders[0] / OOD_FILE, staging / OOD_FILE)
-        atomic_write_text(staging / CONFIG_FILE, _config_text(ensemble))
+        atomic_write_text(staging / CONFIG_FILE, json.dumps(ensemble.to_dict(), indent=1))
         load_bundle(staging)  # every member's weights fit its architecture, before anything is replaced
         if out.exists():
             shutil.rmtree(out)
@@ -124,10 +124,6 @@ def shared_validation(models: Sequence[str | Path]) -> set[str] | None:
             "scan is unseen by all: train them with one split_seed (`split_seed=0`), or leave out --data"
         )
     return records[0]
-
-
-def _config_text(config: BundleConfig) -> str:
-    return json.dumps(config.to_dict(), indent=1)
 
 
 def describe_members(config: BundleConfig) -> str:
