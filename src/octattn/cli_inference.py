@@ -110,10 +110,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fit_safety_on_data(model: str, args: argparse.Namespace, held_out: set[str] | None = None) -> None:
+def _fit_safety_on_data(
+    model: str, args: argparse.Namespace, held_out: set[str] | None = None, required: bool = True
+) -> None:
     """Fit the detector and the operating points of ``model`` on ``args.data`` (fit-ood's
     options), and say what was fitted. ``held_out``: the validation scans (by
-    :func:`~octattn.inference.ensemble.sample_key`) instead of a new patient-grouped split."""
+    :func:`~octattn.inference.ensemble.sample_key`) instead of a new patient-grouped split;
+    where ``--data`` holds none of them, an error if ``required``, else a new split (other
+    data than the model's, none of it trained on)."""
     from octattn.data.layout import load_samples
     from octattn.data.splits import patient_split
     from octattn.errors import DataError
@@ -123,13 +127,16 @@ def _fit_safety_on_data(model: str, args: argparse.Namespace, held_out: set[str]
 
     classes = read_bundle_config(model).class_names
     samples = load_samples(args.data, args.split, classes)
-    if held_out is None:
-        train, validation = patient_split(samples, args.val_fraction, args.seed)
-    else:
-        validation = [s for s in samples if sample_key(s.path) in held_out]
-        train = [s for s in samples if sample_key(s.path) not in held_out]
-        if not validation:
+    unseen = held_out or set()
+    validation = [s for s in samples if sample_key(s.path) in unseen]
+    if held_out is not None and not validation:
+        if required:
             raise DataError(f"{args.data}: none of the members' validation scans is in it (pass their training data)")
+        print("--data holds none of the run's validation scans: a new patient-grouped share is held out")
+    if validation:
+        train = [s for s in samples if sample_key(s.path) not in unseen]
+    else:
+        train, validation = patient_split(samples, args.val_fraction, args.seed)
     settings = SafetySettings(
         abstain_target_accuracy=args.abstain_target_accuracy, urgent_sensitivity=args.urgent_sensitivity
     )
@@ -142,7 +149,18 @@ def _fit_safety_on_data(model: str, args: argparse.Namespace, held_out: set[str]
 
 
 def _cmd_fit_ood(args: argparse.Namespace) -> int:
-    _fit_safety_on_data(args.model, args)
+    from octattn.inference.ensemble import shared_validation
+
+    # A run folder knows which scans it never trained on: the threshold and the operating points
+    # are chosen there, as training chose them. A new share of the run's own data would hold
+    # scans the network has fitted, more confident than any new scan, and flatter both.
+    held_out = shared_validation([args.model])
+    if held_out is None:
+        print(
+            "a bundle without its run's split.json: a new patient-grouped share of --data is held out; if the "
+            "model trained on these scans, its threshold and operating points are optimistic"
+        )
+    _fit_safety_on_data(args.model, args, held_out, required=False)
     return 0
 
 

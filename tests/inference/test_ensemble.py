@@ -12,6 +12,7 @@ from benchmarks.real_scans import averaged
 from fastapi.testclient import TestClient
 
 from octattn.cli import main
+from octattn.data.synth import write_phantom_tree
 from octattn.errors import OctattnError
 from octattn.evaluation.evaluate import evaluate_model
 from octattn.explain.run import saliency_maps
@@ -184,3 +185,21 @@ def test_ensemble_of_runs_fits_on_the_scans_every_member_held_out(members, tmp_p
     apart = [runs[0], _as_run(members[1], tmp_path / "apart", scans[1::5])]
     assert main(["ensemble", *map(str, apart), "--out", str(tmp_path / "no"), "--data", str(real_data)]) == 2
     assert "different validation scans" in capsys.readouterr().err and not (tmp_path / "no").exists()
+
+
+def test_fit_ood_on_a_run_chooses_its_points_on_the_scans_the_run_held_out(members, tmp_path, real_data, capsys):
+    """A new share of the run's own data would hold scans it trained on (optimistic points)."""
+    scans = sorted(str(p) for p in (real_data / "train").rglob("*.jpeg"))
+    held_out = scans[::4]
+    run = _as_run(members[0], tmp_path / "run", held_out)
+    assert main(["fit-ood", str(run), "--data", str(real_data)]) == 0
+    assert read_bundle_config(run / "model").decision["chosen_on"] == f"{len(held_out)} validation images"
+    assert "new patient-grouped share" not in capsys.readouterr().out
+    other = tmp_path / "other"  # data the run never saw: a new share, said so
+    write_phantom_tree(other, {"train": 10}, seed=5, size=(96, 93))
+    assert main(["fit-ood", str(run), "--data", str(other)]) == 0
+    assert "holds none of the run's validation scans" in capsys.readouterr().out
+    bare = tmp_path / "bare"
+    shutil.copytree(members[0], bare)
+    assert main(["fit-ood", str(bare), "--data", str(real_data)]) == 0
+    assert "optimistic" in capsys.readouterr().out
