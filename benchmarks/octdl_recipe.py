@@ -18,6 +18,13 @@ its validation scans (:func:`prior_corrected`); the weights are the same either 
 seeds it already has that this call does not run), and it shares
 ``runs/real-scans/full`` with the real-scan benchmark, so part b's finished run is reused as
 the baseline. Writes ``results/octdl_recipe.{json,md}``.
+
+``--ensemble VARIANT [--seeds 0,1]`` reads one variant's seeds as the deployable model
+``octattn ensemble`` makes of them (their calibrated probabilities averaged), each seed and
+the ensemble as trained and with flip test-time augmentation (``--tta``), on validation and
+test, with each class's F1 beside its number of training scans: where macro-F1 is lost. The
+reading validation picks is named; test only reports it. Kept under the file's ``ensemble``
+key with its own machine; the variants' tables are left as they are.
 """
 
 from __future__ import annotations
@@ -30,8 +37,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.common import RESULTS, machine, write_results
 from benchmarks.real_scans import (
+    as_reading,
+    averaged,
     measured_phrase,
     octdl_clean_manifest,
     octdl_overrides,
@@ -43,6 +54,10 @@ from benchmarks.real_scans import (
     prior_corrected,
     run_once,
 )
+from octattn.evaluation.evaluate import evaluate_model
+from octattn.evaluation.metrics import classification_report, headline_metrics
+from octattn.inference.bundle import read_bundle_config, weights_digest
+from octattn.io import atomic_write_text
 
 MODEL = "plain"
 """Part b's best model on macro-F1, and the fastest of the three."""
@@ -134,6 +149,86 @@ def probe(work: Path, octdl: Path, seeds: list[int], variants: list[str], write:
     return results
 
 
+TTA_MARK = " + flip TTA"
+"""Appended to a reading's name when the horizontally flipped scan is averaged in (``--tta``)."""
+
+
+def reading(run: Path, manifest: Path, split: str, tta: bool) -> dict[str, Any]:
+    """One finished run's calibrated probabilities on ``split`` (``as_reading``'s form), with
+    or without flip TTA; kept in ``RUN/reading-SPLIT[-tta].json`` beside the digest of the
+    weights it read, so a run trained again is read again."""
+    cache = run / f"reading-{split}{'-tta' if tta else ''}.json"
+    digest = weights_digest(run / "model")
+    if cache.is_file():
+        kept = json.loads(cache.read_text())
+        if kept.get("weights") == digest:
+            return kept
+    fresh = {"weights": digest, **as_reading(evaluate_model(run, manifest, split, tta=tta, resamples=20))}
+    atomic_write_text(cache, json.dumps(fresh))
+    return fresh
+
+
+def class_f1(one: dict[str, Any], classes: list[str]) -> dict[str, float]:
+    """Each class's F1 of a reading (the terms macro-F1 averages)."""
+    report = classification_report(np.asarray(one["labels"]), np.asarray(one["probs"]), classes, urgent=[])
+    return {name: row["f1"] for name, row in report["per_class"].items()}
+
+
+def class_counts(manifest: Path, split: str, classes: list[str]) -> dict[str, int]:
+    """How many scans of each class ``split`` of the manifest holds."""
+    with manifest.open(newline="") as handle:
+        labels = [r["label"] for r in csv.DictReader(handle) if r["split"] == split]
+    return {name: labels.count(name) for name in classes}
+
+
+def seed_ensemble(work: Path, manifest: Path, variant: str, seeds: list[int], resamples: int = 1000) -> dict[str, Any]:
+    """One variant's seeds (trained here unless finished) read one by one and as one model,
+    each as trained and with flip TTA: validation macro-F1 (what picks a reading), test
+    accuracy and macro-F1 with patient-bootstrap intervals, each class's test F1, and paired
+    tests of the ensemble against each seed and of TTA against none (``resamples``: of each
+    patient bootstrap).
+
+    Raises:
+        ValueError: fewer than two seeds (an ensemble of one is its seed).
+    """
+    if len(seeds) < 2:
+        raise ValueError("--ensemble needs two seeds or more (--seeds 0,1)")
+    runs = {f"seed {s}": work / "runs" / run_name(variant, s) for s in seeds}
+    powers = {f"seed {s}": one_variant(work, manifest, variant, s)["prior_power"] for s in seeds}
+    classes = list(read_bundle_config(runs[f"seed {seeds[0]}"] / "model").class_names)
+    split_readings: dict[str, dict[str, dict[str, Any]]] = {"val": {}, "test": {}}
+    for split, found in split_readings.items():
+        for tta in (False, True):
+            mark = TTA_MARK if tta else ""
+            members = [reading(run, manifest, split, tta) for run in runs.values()]
+            found.update({name + mark: one for name, one in zip(runs, members, strict=True)})
+            found["ensemble" + mark] = averaged(members)
+    tests = {name: pooled([one], resamples) for name, one in split_readings["test"].items()}
+    val_f1 = {
+        name: headline_metrics(np.asarray(one["labels"]), np.asarray(one["probs"]))["f1"]
+        for name, one in split_readings["val"].items()
+    }
+    comparisons = {
+        **{f"ensemble{m} vs {s}{m}": paired(tests[s + m], tests["ensemble" + m]) for s in runs for m in ("", TTA_MARK)},
+        **{f"{n}{TTA_MARK} vs {n}": paired(tests[n], tests[n + TTA_MARK]) for n in [*runs, "ensemble"]},
+    }
+    return {
+        "variant": variant,
+        "overrides": VARIANTS[variant][0],
+        "seeds": seeds,
+        "prior_power": powers,
+        "machine": machine(),
+        "readings": {
+            name: {"val_macro_f1": val_f1[name], **_summary(tests[name]), "class_f1": class_f1(one, classes)}
+            for name, one in split_readings["test"].items()
+        },
+        "chosen_on_validation": max(val_f1, key=lambda name: val_f1[name]),
+        "train_scans": class_counts(manifest, "train", classes),
+        "test_scans": class_counts(manifest, "test", classes),
+        "comparisons": comparisons,
+    }
+
+
 def _public(run: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in run.items() if not k.startswith("_")}
 
@@ -197,7 +292,70 @@ def table(results: dict[str, Any]) -> str:
     if len({(m["cpu"], m["date"][:10]) for m in machines.values() if m}) > 1:
         # a CPU moves a 12-epoch run by as much as a seed: each seed says where it ran
         lines += ["", *(f"Seed {s} measured {measured_phrase(m)}." for s, m in machines.items() if m)]
+    if "ensemble" in results:
+        lines += ["", *ensemble_table(results["ensemble"])]
     return "\n".join(lines)
+
+
+def ensemble_table(ensemble: dict[str, Any]) -> list[str]:
+    """The docs' lines of ``--ensemble``: each reading, each class's F1, the paired tests."""
+    readings = ensemble["readings"]
+    seeds = ", ".join(str(s) for s in ensemble["seeds"])
+    overrides = ", ".join(f"`{o}`" for o in ensemble["overrides"]) or "part b's recipe"
+    lines = [
+        f"The {ensemble['variant']} variant ({overrides}), seeds {seeds}, read one by one and as one model "
+        "(their calibrated probabilities averaged, as `octattn ensemble` makes it), as trained and with flip "
+        "test-time augmentation (`--tta`). Validation picks the reading; test reports it "
+        f"(measured {measured_phrase(ensemble['machine'])}):",
+        "",
+        "| reading | val macro-F1 | test accuracy (95% CI) | test macro-F1 (95% CI) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, r in readings.items():
+        chosen = " (chosen on validation)" if name == ensemble["chosen_on_validation"] else ""
+        lines.append(
+            f"| {name}{chosen} | {r['val_macro_f1']:.3f} | {pct_ci(r['accuracy'], r['accuracy_ci'])} "
+            f"| {pct_ci(r['macro_f1'], r['macro_f1_ci'])} |"
+        )
+    shown = [*(f"seed {s}" for s in ensemble["seeds"]), "ensemble", "ensemble" + TTA_MARK]
+    lines += [
+        "",
+        "Each class's test F1 (macro-F1 is their mean), beside the scans it had to learn from:",
+        "",
+        "| class | train scans | test scans | " + " | ".join(shown) + " |",
+        "| --- | ---: | ---: | " + " | ".join("---:" for _ in shown) + " |",
+    ]
+    for name in ensemble["train_scans"]:
+        f1s = " | ".join(f"{readings[n]['class_f1'][name]:.2f}" for n in shown)
+        lines.append(f"| {name} | {ensemble['train_scans'][name]} | {ensemble['test_scans'][name]} | {f1s} |")
+    lines += [
+        "",
+        "| paired on the test scans (B vs A) | accuracy difference, points (95% CI; McNemar p) |",
+        "| --- | ---: |",
+        *(f"| {pair} | {points_p(c)} |" for pair, c in ensemble["comparisons"].items()),
+    ]
+    return lines
+
+
+def summary(results: dict[str, Any]) -> str:
+    """The README's line of the probe: the reading of ``--ensemble`` that validation picks,
+    against part b's target (nothing where ``--ensemble`` has not run)."""
+    ensemble = results.get("ensemble")
+    if ensemble is None:
+        return "The recipe probe has not read seeds as one model (`--ensemble`)."
+    chosen = ensemble["chosen_on_validation"]
+    r = ensemble["readings"][chosen]
+    seeds = len(ensemble["seeds"])
+    return "\n".join(
+        [
+            "| yardstick | reading (chosen on validation) | accuracy (95% CI) | macro-F1 (95% CI) | target "
+            "| measured on |",
+            "| --- | --- | ---: | ---: | --- | --- |",
+            f"| OCTDL, its clean test split: plain Inception-v4, {ensemble['variant']} ({seeds} seeds) | {chosen} "
+            f"| {pct_ci(r['accuracy'], r['accuracy_ci'])} | {pct_ci(r['macro_f1'], r['macro_f1_ci'])} "
+            f"| macro-F1 0.70 | {ensemble['machine']['cpu']} {ensemble['machine']['date'][:10]} |",
+        ]
+    )
 
 
 def seed_machines(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -215,11 +373,18 @@ def main() -> int:
         "--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)} (default all)"
     )
     parser.add_argument("--work", default="runs/real-scans", help="the real-scan benchmark's work folder")
+    parser.add_argument(
+        "--ensemble",
+        metavar="VARIANT",
+        help="read this variant's --seeds as one model, with and without flip TTA (the variants are not run)",
+    )
     args = parser.parse_args()
     octdl = Path(args.octdl)
     if not octdl.is_dir():
         parser.error(f"--octdl {octdl}: not a folder")
     variants = [v.strip() for v in args.variants.split(",")]
+    if args.ensemble is not None:
+        variants = [args.ensemble]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
@@ -236,8 +401,23 @@ def main() -> int:
         every = {**{s: r for s, r in kept.items() if s not in results["seeds"]}, **results["seeds"]}
         ordered = {s: every[s] for s in sorted(every, key=int)}
         machines = {s: now if s in results["seeds"] else kept_machines[s] for s in ordered}
-        write_results("octdl_recipe", {**results, "seeds": ordered, "seed_machines": machines}, table, RESULTS)
+        ensemble = {"ensemble": old["ensemble"]} if "ensemble" in old else {}  # another command's reading
+        write_results(
+            "octdl_recipe", {**results, "seeds": ordered, "seed_machines": machines, **ensemble}, table, RESULTS
+        )
 
+    if args.ensemble is not None:
+        if len(seeds) < 2:
+            parser.error("--ensemble needs two seeds or more (--seeds 0,1)")
+        manifest = work / "octdl-clean.csv"
+        if not manifest.exists():
+            octdl_clean_manifest(octdl, manifest)
+        ensemble = seed_ensemble(work, manifest, args.ensemble, seeds)
+        kept_file = {k: v for k, v in old.items() if k != "machine"}
+        write_results(
+            "octdl_recipe", {**kept_file, "seed_machines": kept_machines, "ensemble": ensemble}, table, RESULTS
+        )
+        return 0
     probe(work, octdl, seeds, variants, write)
     return 0
 

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from functools import partial
 from pathlib import Path
 
 import benchmarks.real_scans as real_scans
@@ -842,7 +843,11 @@ def _fold_result(paths: list[str], labels: list[int], probs: list[list[float]]) 
     return {"paths": paths, "groups": [f"p{i // 2}" for i in range(len(paths))], "labels": labels, "probs": probs}
 
 
-def test_a_seed_ensemble_averages_its_seeds_scan_by_scan_and_is_paired_with_each_seed_and_each_other(tmp_path):
+def test_a_seed_ensemble_averages_its_seeds_scan_by_scan_and_is_paired_with_each_seed_and_each_other(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(real_scans, "pooled", partial(real_scans.pooled, resamples=50))  # intervals: not tested here
+
     # two folds of 20 scans, two classes; seed 0 is wrong on the first 6 scans of each fold, seed 1
     # on the last 6, each time only just: averaged, the other seed's confident answer wins
     def write(name: str, fold: int, probs: list[list[float]]) -> None:
@@ -939,3 +944,86 @@ def test_part_c_shows_the_adapted_reading_where_it_was_measured():
     text = table(results)
     assert "accuracy 50.0% (40.0%-60.0%), macro-F1 0.300; +12.5 points over unadapted" in text
     assert "adapted to OCTDL's unlabeled scans (c, AdaBN)" in summary(results)
+
+
+def _reading(paths: list[str], labels: list[int], probs: list[list[float]]) -> dict:
+    return {"paths": paths, "groups": [f"g{p}" for p in paths], "labels": labels, "probs": probs}
+
+
+def test_the_ensemble_reading_averages_the_seeds_and_names_the_reading_validation_picks(tmp_path, monkeypatch):
+    """Seed 0 is right on A, seed 1 on B; only their average is right on both, and flip TTA
+    (here: every scan called B) is worse on validation, so the ensemble is the one chosen."""
+    import benchmarks.octdl_recipe as recipe
+
+    monkeypatch.setattr(recipe, "one_variant", lambda work, manifest, variant, seed: {"prior_power": 0.1 * seed})
+    monkeypatch.setattr(recipe, "read_bundle_config", lambda folder: type("C", (), {"class_names": ["A", "B"]})())
+    monkeypatch.setattr(recipe, "machine", lambda: {"cpu": "Test CPU", "cores": 2, "cpu_flags": "", "date": "2026"})
+    seed_probs = {
+        "s0": [[0.9, 0.1], [0.6, 0.4], [0.9, 0.1], [0.6, 0.4]],  # A, A, A, A: right on the A scans only
+        "s1": [[0.4, 0.6], [0.1, 0.9], [0.4, 0.6], [0.1, 0.9]],  # B, B, B, B
+    }
+    paths, labels = ["1", "2", "3", "4"], [0, 1, 0, 1]
+
+    def fake_reading(run, manifest, split, tta):
+        probs = [[0.2, 0.8]] * 4 if tta else seed_probs[run.name.split("-")[2]]
+        return _reading(paths, labels, probs)
+
+    monkeypatch.setattr(recipe, "reading", fake_reading)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label,patient,split\na,A,1,train\nb,A,2,train\nc,B,3,train\nd,B,4,test\n")
+    found = recipe.seed_ensemble(tmp_path, manifest, "24 epochs", [0, 1], resamples=50)
+    readings = found["readings"]
+    assert readings["ensemble"]["accuracy"] == 1.0 and readings["seed 0"]["accuracy"] == 0.5
+    assert readings["ensemble"]["class_f1"] == {"A": 1.0, "B": 1.0}
+    assert readings["seed 0"]["class_f1"]["B"] == 0.0 and readings["seed 1 + flip TTA"]["val_macro_f1"] < 0.5
+    assert found["chosen_on_validation"] == "ensemble"
+    assert found["train_scans"] == {"A": 2, "B": 1} and found["test_scans"] == {"A": 0, "B": 1}
+    assert found["prior_power"] == {"seed 0": 0.0, "seed 1": 0.1} and found["overrides"] == ["epochs=24"]
+    assert found["comparisons"]["ensemble vs seed 1"]["difference_points"] == pytest.approx(50.0)
+    assert found["comparisons"]["ensemble + flip TTA vs ensemble"]["difference_points"] == pytest.approx(-50.0)
+    text = "\n".join(recipe.ensemble_table(found))
+    assert "| ensemble (chosen on validation) | 1.000 | 100.0%" in text
+    assert "| class | train scans | test scans | seed 0 | seed 1 | ensemble | ensemble + flip TTA |" in text
+    assert "| A | 2 | 0 | 0.67 | 0.00 | 1.00 | 0.00 |" in text
+    assert "Test CPU" in text and "| ensemble vs seed 0 | +50.0" in text
+    line = recipe.summary({"ensemble": found})  # the README's row: the reading validation picked
+    assert "plain Inception-v4, 24 epochs (2 seeds) | ensemble | 100.0% (" in line and "| Test CPU 2026 |" in line
+    assert "has not read seeds as one model" in recipe.summary({"seeds": {}})
+    with pytest.raises(ValueError, match="two seeds"):
+        recipe.seed_ensemble(tmp_path, manifest, "24 epochs", [0])
+
+
+def test_a_runs_reading_is_kept_and_read_again_once_its_weights_change(bundle, tmp_path, monkeypatch):
+    import shutil
+
+    import benchmarks.octdl_recipe as recipe
+    from safetensors.torch import load_file, save_file
+
+    from octattn.inference.bundle import weights_file
+    from tests.data.helpers import write_scan
+
+    run = tmp_path / "run"
+    shutil.copytree(bundle, run / "model")
+    manifest = tmp_path / "m.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "patient", "split"])
+        for i, label in enumerate(("CNV", "DME", "DRUSEN", "NORMAL")):
+            writer.writerow([write_scan(tmp_path / "scans" / f"{i}.png", seed=i, fmt="PNG"), label, f"p{i}", "test"])
+    calls: list[bool] = []
+    real = recipe.evaluate_model
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["tta"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "evaluate_model", counted)
+    first = recipe.reading(run, manifest, "test", tta=True)
+    assert recipe.reading(run, manifest, "test", tta=True) == first and calls == [True]  # kept
+    assert (run / "reading-test-tta.json").is_file() and len(first["probs"]) == 4
+    weights = weights_file(run / "model")
+    tensors = load_file(str(weights))
+    name = next(iter(tensors))
+    save_file({**tensors, name: tensors[name] + 0.01}, str(weights))  # trained again: other weights
+    recipe.reading(run, manifest, "test", tta=True)
+    assert calls == [True, True]

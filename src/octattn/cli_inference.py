@@ -115,7 +115,8 @@ def _fit_safety_on_data(
 ) -> None:
     """Fit the detector and the operating points of ``model`` on ``args.data`` (fit-ood's
     options), and say what was fitted. ``held_out``: the validation scans (by
-    :func:`~octattn.inference.ensemble.sample_key`) instead of a new patient-grouped split;
+    :func:`~octattn.inference.ensemble.sample_key`; looked for in ``--split`` and in the data's
+    own ``val`` split) instead of a new patient-grouped split;
     where ``--data`` holds none of them, an error if ``required``, else a new split (other
     data than the model's, none of it trained on)."""
     from octattn.data.layout import load_samples
@@ -127,6 +128,13 @@ def _fit_safety_on_data(
 
     classes = read_bundle_config(model).class_names
     samples = load_samples(args.data, args.split, classes)
+    if held_out is not None and args.split != "val":
+        # a run trained with the data's own val split (val_fraction 0) held out those scans
+        try:
+            named = {s.path for s in samples}
+            samples += [s for s in load_samples(args.data, "val", classes) if s.path not in named]
+        except DataError:
+            pass  # no val split: the held-out scans, if any, are among --split's
     unseen = held_out or set()
     validation = [s for s in samples if sample_key(s.path) in unseen]
     if held_out is not None and not validation:

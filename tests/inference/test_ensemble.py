@@ -62,6 +62,28 @@ def test_ensemble_is_the_mean_of_its_members_calibrated_probabilities(members, e
     model, config = load_bundle(ensemble)
     assert isinstance(model, ProbabilityEnsemble) and len(model.members) == 2
     assert config.temperature == 1.0 and config.prior_power is None and config.ensemble == ["members/0", "members/1"]
+    # flip TTA averages calibrated probabilities too: the ensemble with TTA is the mean of its
+    # members with TTA (the benchmark's reading) and each is the mean of its two views
+    flipped = batch.flip(-1)
+    views = [(_probs(Predictor(m), batch) + _probs(Predictor(m), flipped)) / 2 for m in members]
+    np.testing.assert_allclose(_probs(Predictor(ensemble, tta=True), batch), np.mean(views, axis=0), atol=1e-6)
+
+
+def test_flip_tta_averages_the_two_views_calibrated_probabilities(members):
+    """Not softmax(mean of raw probabilities / T): the temperature was fitted on one view's
+    logits, and only the mean of calibrated probabilities commutes with an ensemble's mean."""
+    predictor = Predictor(members[1], tta=True)  # temperature 0.5 and a logit bias
+    scale = torch.tensor([3.0, -1.0, 0.5, 0.0])
+
+    def forward(batch: torch.Tensor) -> np.ndarray:  # left half minus right half: a flip turns its sign
+        half = batch.shape[-1] // 2
+        side = batch[..., :half].mean((1, 2, 3)) - batch[..., -half:].mean((1, 2, 3))
+        return (side[:, None] * scale).numpy()
+
+    predictor.forward = forward  # type: ignore[method-assign]
+    batch = torch.linspace(0, 1, 75).expand(2, 1, 75, 75).clone()
+    expected = (predictor.probabilities(forward(batch)) + predictor.probabilities(forward(batch.flip(-1)))) / 2
+    np.testing.assert_allclose(_probs(predictor, batch), expected, atol=1e-9)
 
 
 def test_evaluating_an_ensemble_gives_what_the_benchmark_averages(members, ensemble, real_data):
@@ -199,7 +221,20 @@ def test_fit_ood_on_a_run_chooses_its_points_on_the_scans_the_run_held_out(membe
     write_phantom_tree(other, {"train": 10}, seed=5, size=(96, 93))
     assert main(["fit-ood", str(run), "--data", str(other)]) == 0
     assert "holds none of the run's validation scans" in capsys.readouterr().out
+    # a run trained on the data's own val split (val_fraction 0): its scans are in "val", not "train"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "path,label,patient,split\n"
+        + "".join(
+            f"{p},{Path(p).parent.name},{Path(p).stem},{'val' if i % 4 == 0 else 'train'}\n"
+            for i, p in enumerate(scans)
+        )
+    )
+    split_run = _as_run(members[0], tmp_path / "split-run", scans[::4])
+    assert main(["fit-ood", str(split_run), "--data", str(manifest)]) == 0
+    assert read_bundle_config(split_run / "model").decision["chosen_on"] == f"{len(held_out)} validation images"
+    assert "new patient-grouped share" not in capsys.readouterr().out
     bare = tmp_path / "bare"
     shutil.copytree(members[0], bare)
-    assert main(["fit-ood", str(bare), "--data", str(real_data)]) == 0
+    assert main(["fit-ood", str(bare), "--data", str(other)]) == 0
     assert "optimistic" in capsys.readouterr().out

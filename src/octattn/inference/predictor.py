@@ -165,9 +165,12 @@ class Predictor:
         else:
             out = self.forward(batch)
         if self.tta:
-            # Average in probability space, then map back to logits for one interface.
-            probs = (softmax(out) + softmax(self.forward(batch.flip(-1)))) / 2
-            out = np.log(np.clip(probs, 1e-12, None))
+            # The mean of the two views' calibrated probabilities, as an ensemble averages its
+            # members' (so TTA and ensembling commute), mapped back to logits at the bundle's
+            # temperature and bias: probabilities() then gives that mean again.
+            probs = (self.probabilities(out) + self.probabilities(self.forward(batch.flip(-1)))) / 2
+            bias = np.asarray(self.config.logit_bias or 0.0, dtype=np.float64)
+            out = self.config.temperature * (np.log(np.clip(probs, 1e-12, None)) - bias)
         return out, scores
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
