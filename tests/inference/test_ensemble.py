@@ -204,6 +204,13 @@ def test_ensemble_of_runs_fits_on_the_scans_every_member_held_out(members, tmp_p
     assert main(["ensemble", *map(str, runs), "--out", str(out), "--data", str(real_data)]) == 0
     assert read_bundle_config(out).decision["chosen_on"] == f"{len(shared)} validation images"
 
+    # runs trained on the data's own val split (OCTDL's): the held-out scans are in "val"
+    manifest = tmp_path / "m.csv"
+    rows = [f"{p},{Path(p).parent.name},{Path(p).stem},{'val' if p in shared else 'train'}\n" for p in scans]
+    manifest.write_text("path,label,patient,split\n" + "".join(rows))
+    assert main(["ensemble", *map(str, runs), "--out", str(tmp_path / "by-val"), "--data", str(manifest)]) == 0
+    assert read_bundle_config(tmp_path / "by-val").decision["chosen_on"] == f"{len(shared)} validation images"
+
     apart = [runs[0], _as_run(members[1], tmp_path / "apart", scans[1::5])]
     assert main(["ensemble", *map(str, apart), "--out", str(tmp_path / "no"), "--data", str(real_data)]) == 2
     assert "different validation scans" in capsys.readouterr().err and not (tmp_path / "no").exists()
