@@ -306,8 +306,9 @@ def add_inference_commands(sub: argparse._SubParsersAction) -> None:
     fit_ood = sub.add_parser(
         "fit-ood",
         help="add an out-of-distribution detector and operating points to an existing bundle",
-        description="Fit the detector on DATA's images (a patient-grouped share held out for the threshold and "
-        "the operating points) and write it into the bundle.",
+        description="Fit the detector on DATA's images and write it into the bundle. The threshold and the "
+        "operating points are chosen on the scans a run folder held out (its split.json), else on a "
+        "patient-grouped share of DATA.",
     )
     fit_ood.add_argument("model", help="a model bundle or a run folder (written in place)")
     _add_fit_options(fit_ood, data_required=True)
