@@ -7,8 +7,11 @@ the 307 real OCT2017 scans (target: 50%). This probe changes one thing at a time
   or ``lesion-sized`` (:mod:`octattn.data.phantom_anatomy`: lesions at the sizes real scans
   show them, and nuisances every class shares), both rendered in the shipped style;
 * the **recipe**: ``cosine`` (the demo's cosine schedule, 5 epochs, batch 32: part d's until
-  2026-12-04) or ``onecycle`` (one-cycle, 10 epochs, batch 16, ``jitter: 0.5``: part d's now,
-  :data:`benchmarks.real_scans.PHANTOM_RECIPE`).
+  2026-12-04), ``onecycle`` (one-cycle, 10 epochs, batch 16, ``jitter: 0.5``: part d's now,
+  :data:`benchmarks.real_scans.PHANTOM_RECIPE`) or ``randomised`` (``onecycle`` with
+  ``randomise: 1``: each phantom's gamma, sharpness, resolution and noise drawn afresh every
+  epoch, domain randomisation). A seed draws the same phantoms under every recipe, so recipes
+  are compared on the same training images.
 
 Each run: 150 phantoms per class (seed S), plain Inception-v4 at 147 px from scratch (seed S),
 evaluated on all 307 real scans with patient-bootstrap intervals. One seed moves the number by
@@ -29,7 +32,17 @@ from typing import Any
 
 from benchmarks.attention_study import Setup, _pretrain
 from benchmarks.common import REAL_DATA, RESULTS, machine, write_results
-from benchmarks.real_scans import adapted_reading, fold_manifest, oct2017_folds, oct2017_scans, pct_ci, plan
+from benchmarks.real_scans import (
+    adapted_reading,
+    as_reading,
+    fold_manifest,
+    oct2017_folds,
+    oct2017_scans,
+    paired,
+    pct_ci,
+    plan,
+    pooled,
+)
 from octattn.data.phantom import generate_phantom
 from octattn.data.phantom_anatomy import generate_lesion_sized_phantom
 from octattn.data.phantom_style import default_style
@@ -48,16 +61,29 @@ PART_D = plan(False, SIZE)
 RECIPES: dict[str, tuple[Setup, list[str]]] = {
     "cosine": (Setup(SIZE, PER_CLASS, 5, 0, 0, 1, 32), []),
     "onecycle": (PART_D.pretrain, list(PART_D.pretrain_recipe)),
+    "randomised": (PART_D.pretrain, [*PART_D.pretrain_recipe, "randomise=1"]),
 }
 
 RUNS = {f"{a}/{r}": (a, r) for a in ANATOMIES for r in RECIPES}
 """Every (anatomy, recipe) pair, named ``ANATOMY/RECIPE``."""
 
+BASELINES = {"randomised": "onecycle"}
+"""Recipe -> the recipe it changes one thing of: a run is paired with that recipe's run of the
+same anatomy and seed (the same phantoms), scan by scan on the 307 real scans."""
+PAIRED = "vs_baseline"
+"""The result's key for that pairing."""
+
+
+def run_folder(work: Path, name: str, seed: int) -> Path:
+    """Where one configuration's run with one seed lives."""
+    anatomy, recipe = RUNS[name]
+    return work / f"{anatomy}-{recipe}-s{seed}"
+
 
 def one_run(work: Path, name: str, seed: int) -> dict[str, Any]:
     """Train (unless finished) and score one configuration with one seed."""
     anatomy, recipe = RUNS[name]
-    folder = work / f"{anatomy}-{recipe}-s{seed}"
+    folder = run_folder(work, name, seed)
     result_file = folder / "result.json"
     if result_file.exists():
         result = dict(json.loads(result_file.read_text()))
@@ -97,6 +123,32 @@ ADAPTED = "adapted"
 """The result's key for the AdaBN reading (:func:`adapted_cv`)."""
 
 
+def scan_reading(folder: Path) -> dict[str, Any]:
+    """The phantom-only model of a run folder on all 307 real scans, scan by scan (kept in
+    ``reading.json`` beside the run: it is read again for every pairing)."""
+    cached = folder / "reading.json"
+    if cached.is_file():
+        return dict(json.loads(cached.read_text()))
+    manifest = fold_manifest(oct2017_scans(), set(range(len(oct2017_scans()))), folder / "oct2017-all.csv")
+    reading = as_reading(evaluate_model(folder / "pretrain", manifest, "test", resamples=10))
+    atomic_write_text(cached, json.dumps(reading))
+    return reading
+
+
+def versus_baseline(work: Path, name: str, seed: int) -> dict[str, Any] | None:
+    """A run against its :data:`BASELINES` run (same anatomy, seed and phantoms), paired on
+    the real scans (this - baseline); None where the recipe has no baseline or that run has
+    not been made here."""
+    anatomy, recipe = RUNS[name]
+    if recipe not in BASELINES:
+        return None
+    base = run_folder(work, f"{anatomy}/{BASELINES[recipe]}", seed)
+    if not (base / "pretrain" / "model" / "config.json").is_file():
+        return None
+    before, after = (pooled([scan_reading(folder)], 100) for folder in (base, run_folder(work, name, seed)))
+    return {"baseline": BASELINES[recipe], **paired(before, after)}
+
+
 def adapted_cv(folder: Path, folds: int = 5) -> dict[str, Any]:
     """The phantom model with its BatchNorm statistics re-estimated on unlabeled real scans
     (``octattn adapt``, AdaBN), cross-fitted: for each of ``folds`` patient-grouped folds of the
@@ -120,8 +172,9 @@ def table(results: dict[str, Any]) -> str:
     """The runs, one row per seed, and each configuration's mean over its seeds."""
     lines = [
         "| anatomy / recipe | seed | real accuracy (95% CI) | real macro-F1 | CNV, DME, DRUSEN, NORMAL right "
-        "| adapted to real scans (AdaBN, cross-fitted) | adapted - not (points; p) |",
-        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
+        "| adapted to real scans (AdaBN, cross-fitted) | adapted - not (points; p) "
+        "| this - its baseline, same phantoms (points; p) | CPU |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |",
     ]
     means = []
     for name in RUNS:
@@ -130,7 +183,7 @@ def table(results: dict[str, Any]) -> str:
             right = ", ".join(str(row[i]) for i, row in enumerate(run["confusion_matrix"]))
             lines.append(
                 f"| {name} | {seed} | {pct_ci(run['accuracy'], run['accuracy_ci'])} | {run['macro_f1']:.3f} | {right} "
-                f"| {_adapted_cells(run)} |"
+                f"| {_adapted_cells(run)} | {_baseline_cell(run)} | {_cpu(run)} |"
             )
         if seeds:
             accs = [100 * r["accuracy"] for r in seeds.values()]
@@ -149,6 +202,22 @@ def table(results: dict[str, Any]) -> str:
             *means,
         ]
     )
+
+
+def _baseline_cell(run: dict[str, Any]) -> str:
+    """The pairing with the baseline recipe's run (a dash where there is none)."""
+    gain = run.get(PAIRED)
+    if gain is None:
+        return "-"
+    low, high = gain["interval_points"]
+    return (
+        f"vs {gain['baseline']}: {gain['difference_points']:+.1f} ({low:+.1f} to {high:+.1f}; p {gain['p_value']:.2g})"
+    )
+
+
+def _cpu(run: dict[str, Any]) -> str:
+    """The run's CPU (runs join the file one at a time, on whichever machine made them)."""
+    return str(run["machine"]["cpu"]).replace("(R)", "").removesuffix(" Processor")
 
 
 def _adapted_cells(run: dict[str, Any]) -> str:
@@ -180,7 +249,11 @@ def main() -> int:
     runs: dict[str, dict[str, Any]] = json.loads(committed.read_text())["runs"] if committed.is_file() else {}
     for name in names:
         for seed in (int(s) for s in args.seeds.split(",")):
-            runs.setdefault(name, {})[str(seed)] = one_run(Path(args.work), name, seed)
+            result = one_run(Path(args.work), name, seed)
+            gain = versus_baseline(Path(args.work), name, seed)
+            if gain is not None:
+                result = {**result, PAIRED: gain}
+            runs.setdefault(name, {})[str(seed)] = result
             write_results("phantom_zero_shot", {"size": SIZE, "per_class": PER_CLASS, "runs": runs}, table)
     return 0
 

@@ -643,22 +643,58 @@ def test_part_b_reports_each_run_corrected_and_as_trained_and_pairs_both_ways(tm
 
 
 def test_the_phantom_zero_shot_table_shows_each_seed_and_the_mean_over_seeds():
-    from benchmarks.phantom_zero_shot import RUNS, table
+    from benchmarks.phantom_zero_shot import PAIRED, RUNS, table
 
-    def run(acc: float) -> dict:
+    def run(acc: float, cpu: str = "Intel(R) Xeon(R) Processor") -> dict:
         return {
             "accuracy": acc,
             "accuracy_ci": [acc - 0.05, acc + 0.05],
             "macro_f1": 0.3,
             "confusion_matrix": [[1, 0], [0, 2]],
+            "machine": {"cpu": cpu},
         }
 
     name = next(iter(RUNS))
-    text = table({"runs": {name: {"12": run(0.4), "11": run(0.3)}}})
+    paired_run = {
+        **run(0.3),
+        PAIRED: {"baseline": "onecycle", "difference_points": 4.2, "interval_points": [-1.0, 9.5], "p_value": 0.031},
+    }
+    text = table({"runs": {name: {"12": run(0.4, "AMD EPYC"), "11": paired_run}}})
     rows = [line for line in text.splitlines() if line.startswith(f"| {name} |")]
     assert [r.split("|")[2].strip() for r in rows[:2]] == ["11", "12"]  # seeds in order
     assert rows[2].split("|")[2:5] == [" 2 ", " 35.0% ", " 30.0-40.0% "]
     assert "1, 2" in rows[0]  # the diagonal: each class's scans called right
+    assert "| vs onecycle: +4.2 (-1.0 to +9.5; p 0.031) | Intel Xeon |" in rows[0]
+    assert rows[1].endswith("| - | AMD EPYC |")  # no pairing: a dash; each run names its own CPU
+
+
+def test_a_randomised_phantom_run_is_paired_with_the_onecycle_run_on_the_same_phantoms(tmp_path, monkeypatch):
+    import benchmarks.phantom_zero_shot as probe
+
+    labels = [0, 1, 2, 3] * 5
+
+    def reading(right: int) -> dict:  # the first `right` scans called right, the rest called class (label + 1) % 4
+        probs = [
+            [1.0 if c == (y if i < right else (y + 1) % 4) else 0.0 for c in range(4)] for i, y in enumerate(labels)
+        ]
+        return {
+            "paths": [f"s{i}.png" for i in range(20)],
+            "groups": [f"p{i}" for i in range(20)],
+            "labels": labels,
+            "probs": probs,
+        }
+
+    readings = {"lesion-sized-onecycle-s3": reading(8), "lesion-sized-randomised-s3": reading(14)}
+    monkeypatch.setattr(probe, "scan_reading", lambda folder: readings[folder.name])
+    assert probe.versus_baseline(tmp_path, "lesion-sized/onecycle", 3) is None  # a baseline has none
+    assert probe.versus_baseline(tmp_path, "lesion-sized/randomised", 3) is None  # its baseline was not run here
+    model = tmp_path / "lesion-sized-onecycle-s3" / "pretrain" / "model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    gain = probe.versus_baseline(tmp_path, "lesion-sized/randomised", 3)
+    assert gain is not None and gain["baseline"] == "onecycle"
+    assert gain["difference_points"] == pytest.approx(100 * 6 / 20)  # six more of twenty right
+    assert gain["p_value"] == pytest.approx(2 / 64)  # McNemar: 6 discordant pairs, all one way
 
 
 def test_the_recipe_probe_names_where_each_seed_ran_once_seeds_ran_on_different_machines():

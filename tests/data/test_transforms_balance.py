@@ -10,6 +10,7 @@ from octattn.data.transforms import (
     Preprocess,
     apply_augment,
     eval_transform,
+    random_appearance,
     random_jitter,
     to_tensor,
     train_transform,
@@ -67,6 +68,30 @@ def test_jitter_moves_the_scan_a_little_and_repeats_under_a_seed():
     assert all(float((m - image.float()).abs()[:, 10:-10, 10:-10].mean()) < 40 for m in moved)
     assert len({m.sum().item() for m in moved}) == 20  # every draw differs
     assert torch.equal(random_jitter(image, 0.0), image)
+
+
+def test_randomise_redraws_the_look_but_not_the_anatomy_and_repeats_under_a_seed():
+    pre = Preprocess(size=(75, 75))
+    randomised = train_transform(pre, "resize", randomise=1.0)
+    torch.manual_seed(0)
+    first = randomised(GRAY, "")
+    torch.manual_seed(0)
+    torch.testing.assert_close(randomised(GRAY, ""), first)  # a seeded run draws the same
+    assert first.shape == eval_transform(pre)(GRAY).shape
+    assert float(first.min()) >= -1.0 and float(first.max()) <= 1.0
+    # a bright band on a dark scan: the look changes from draw to draw, the band stays where it is
+    scan = np.full((96, 96), 30, dtype=np.uint8)
+    scan[40:56] = 200
+    image = to_tensor(scan)
+    torch.manual_seed(1)
+    drawn = [random_appearance(image, 1.0) for _ in range(20)]
+    assert len({int(d.int().sum()) for d in drawn}) == 20  # gamma, blur, scale and noise differ every draw
+    assert all(d.dtype == torch.uint8 and d.shape == image.shape for d in drawn)
+    assert all(float(d[0, 44:52].float().mean()) > float(d[0, 5:30].float().mean()) + 80 for d in drawn)
+    assert torch.equal(random_appearance(image, 0.0), image)
+    gentle = [float((random_appearance(image, 0.1).float() - image.float()).abs().mean()) for _ in range(10)]
+    strong = [float((d.float() - image.float()).abs().mean()) for d in drawn[:10]]
+    assert sum(gentle) < sum(strong)  # the strength scales the change
 
 
 def test_augment_specs():

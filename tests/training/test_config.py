@@ -52,6 +52,7 @@ def test_amp_off_survives_yaml_reading_off_as_false(tmp_path):
         (["epochs"], "key=value"),
         (["image_size=64"], "at least 75"),
         (["jitter=1.5"], "jitter must be in \\[0, 1\\], got 1.5"),
+        (["randomise=-0.5"], "randomise must be in \\[0, 1\\], got -0.5"),
     ],
 )
 def test_bad_settings_are_clear(overrides, message):

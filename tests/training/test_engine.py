@@ -105,6 +105,22 @@ def test_batchnorm_recalibration_sample_mixes_classes(tmp_path):
     assert {s.path for s in data.recal_dataset.samples} == {s.path for s in data.train}  # triple's copies too
 
 
+def test_training_scans_are_jittered_and_randomised_as_configured_and_nothing_else_is(tmp_path):
+    from octattn.data.synth import write_phantom_tree
+    from octattn.training.run_data import build_run_data
+
+    write_phantom_tree(tmp_path / "d", {"train": 2}, seed=0, size=(64, 62))
+    common = {"data": str(tmp_path / "d"), "image_size": 75, "val_fraction": 0.25, "num_workers": 0}
+    for key in ("jitter", "randomise"):
+        plain = build_run_data(TrainConfig(**common), tmp_path / f"plain-{key}", DistInfo())
+        moved = build_run_data(TrainConfig(**common, **{key: 1.0}), tmp_path / key, DistInfo())
+        torch.manual_seed(0)
+        assert not torch.equal(moved.train_dataset[0][0], plain.train_dataset[0][0]), key
+        # validation and BatchNorm recalibration see the scans as they are
+        assert torch.equal(moved.val_dataset[0][0], plain.val_dataset[0][0])
+        assert torch.equal(moved.recal_dataset[0][0], plain.recal_dataset[0][0])
+
+
 def test_batchnorm_is_recalibrated_on_the_class_mix_the_loss_saw(tmp_path):
     """With the balanced sampler the statistics came from the natural mix (OCTDL: 58% AMD) while
     the weights had learnt on balanced batches: validation accuracy fell by about 20 points."""

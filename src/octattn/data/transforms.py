@@ -7,7 +7,9 @@
   Inception training crop), then resize. The paper found it often keeps only background.
 
 Training may add :func:`random_jitter` (``jitter:``): small random affine moves and
-brightness/contrast changes, against the overfitting of a few hundred real scans.
+brightness/contrast changes, against the overfitting of a few hundred real scans; and
+:func:`random_appearance` (``randomise:``): domain randomisation of gamma, sharpness,
+resolution and noise, so that a model trained on phantoms cannot lean on how they are drawn.
 
 :func:`eval_transform` is the single deterministic transform used by evaluate, predict,
 explain and serve: a direct resize and the model's normalisation.
@@ -129,6 +131,37 @@ def random_jitter(image: torch.Tensor, strength: float) -> torch.Tensor:
     return TF.adjust_contrast(image, 1.0 + draw("contrast"))
 
 
+APPEARANCE_AT_1 = {"log_gamma": float(np.log(1.8)), "blur_px": 1.5, "downscale": 0.5, "noise": 0.08}
+"""The largest change of each kind at ``randomise: 1``: a gamma between 1/1.8 and 1.8, a Gaussian
+blur of up to 1.5 pixels, the scan shrunk to as little as half its size and brought back (a coarser
+device), and Gaussian noise of up to 8% of full scale; each drawn uniformly, scaled by the strength."""
+
+
+def random_appearance(image: torch.Tensor, strength: float) -> torch.Tensor:
+    """A uint8 ``(1, H, W)`` scan with its grey-level curve, sharpness, resolution and noise
+    drawn afresh (domain randomisation): what a renderer gets wrong about a device varies from
+    scan to scan, so a model cannot learn it as a cue. Amounts come from torch's generator (a
+    seeded run repeats); ``strength`` scales :data:`APPEARANCE_AT_1`, 0 returns the scan untouched."""
+    if strength <= 0:
+        return image
+
+    def draw(key: str) -> float:  # uniform in [0, strength x the largest change]
+        return float(torch.rand(())) * strength * APPEARANCE_AT_1[key]
+
+    height, width = image.shape[-2:]
+    x = image.float() / 255.0
+    x = x.clamp_min(1e-4) ** float(np.exp((2 * float(torch.rand(())) - 1) * strength * APPEARANCE_AT_1["log_gamma"]))
+    sigma = draw("blur_px")
+    if sigma > 0.1:
+        x = TF.gaussian_blur(x, [2 * int(np.ceil(3 * sigma)) + 1] * 2, [sigma, sigma])
+    factor = 1.0 - draw("downscale")
+    if factor < 0.95:
+        small = [max(8, round(height * factor)), max(8, round(width * factor))]
+        x = TF.resize(TF.resize(x, small, antialias=True), [height, width], antialias=True)
+    x = x + torch.randn_like(x) * draw("noise")
+    return (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+
+
 def normalise(image: torch.Tensor, pre: Preprocess) -> torch.Tensor:
     """uint8 ``(1, H, W)`` (or ``(N, 1, H, W)``) -> float, normalised, ``in_chans`` channels."""
     x = (image.float() / 255.0 - pre.mean) / pre.std
@@ -154,16 +187,17 @@ def eval_transform(pre: Preprocess) -> Callable[[np.ndarray], torch.Tensor]:
 
 
 def train_transform(
-    pre: Preprocess, mode: str = "resize", hflip_prob: float = 0.0, jitter: float = 0.0
+    pre: Preprocess, mode: str = "resize", hflip_prob: float = 0.0, jitter: float = 0.0, randomise: float = 0.0
 ) -> Callable[[np.ndarray, str], torch.Tensor]:
-    """The training transform: deterministic copy augmentation, then ``mode``, then jitter
-    and flip.
+    """The training transform: deterministic copy augmentation, then ``mode``, then jitter,
+    appearance randomisation and flip.
 
     Args:
         pre: the model's input spec.
         mode: ``"resize"`` or ``"crop"`` (see the module docstring).
         hflip_prob: probability of a random horizontal flip (0 in the paper's recipe).
         jitter: strength of :func:`random_jitter` (0, the paper's recipe: off).
+        randomise: strength of :func:`random_appearance` (0, the paper's recipe: off).
     """
     if mode not in PREPROCESS_MODES:
         raise ValueError(f"unknown pre-processing mode {mode!r}; expected one of {PREPROCESS_MODES}")
@@ -173,6 +207,7 @@ def train_transform(
         image = apply_augment(to_tensor(gray), augment)
         image = crop(image) if mode == "crop" else resize(image, pre)
         image = random_jitter(image, jitter)  # after the resize: the affine works on the small image
+        image = random_appearance(image, randomise)
         if hflip_prob > 0 and torch.rand(()) < hflip_prob:
             image = TF.hflip(image)
         return normalise(image, pre)

@@ -78,6 +78,11 @@ class TrainConfig:
     jitter: float = setting(
         0.0, "random tilt, shift, zoom, brightness and contrast in training: 0 = off, 1 = up to 10 deg, 5%, 10%, 20%"
     )
+    randomise: float = setting(
+        0.0,
+        "domain randomisation in training (for phantoms): random gamma, blur, resolution and noise: "
+        "0 = off, 1 = gamma 1/1.8-1.8, blur up to 1.5 px, down to half resolution, noise up to 8%",
+    )
     balance: str = setting(
         "triple",
         "class balance: triple (the paper's DME/DRUSEN copies) | sampler (classes drawn evenly) | "
@@ -159,6 +164,8 @@ class TrainConfig:
             raise ConfigError(f"num_workers must be -1 (automatic) or at least 0, got {self.num_workers}")
         if not 0 <= self.jitter <= 1:
             raise ConfigError(f"jitter must be in [0, 1], got {self.jitter}")
+        if not 0 <= self.randomise <= 1:
+            raise ConfigError(f"randomise must be in [0, 1], got {self.randomise}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.referral is not None:

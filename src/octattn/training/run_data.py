@@ -158,7 +158,9 @@ def build_run_data(config: TrainConfig, run_dir: Path, info: DistInfo) -> RunDat
         train=train,
         val=val,
         train_dataset=ScanDataset(
-            train_items, reader, train_transform(pre, config.preprocess, config.hflip_prob, config.jitter)
+            train_items,
+            reader,
+            train_transform(pre, config.preprocess, config.hflip_prob, config.jitter, config.randomise),
         ),
         val_dataset=ScanDataset(val, reader, eval_item),
         recal_dataset=ScanDataset(
