@@ -28,7 +28,6 @@ TINY_7 = [
     "epochs=1",
     "batch_size=8",
     "num_workers=0",
-    "threads=2",
     "val_fraction=0.3",
     "balance=loss_weights",
     "prior_correction=true",

@@ -697,6 +697,36 @@ def test_a_randomised_phantom_run_is_paired_with_the_onecycle_run_on_the_same_ph
     assert gain["p_value"] == pytest.approx(2 / 64)  # McNemar: 6 discordant pairs, all one way
 
 
+def test_a_configurations_seeds_are_read_as_one_model_by_averaging_their_probabilities(tmp_path, monkeypatch):
+    import benchmarks.phantom_zero_shot as probe
+
+    labels = [0, 1, 2, 3]
+    # seed 1 is sure and right on scans 0-1, unsure and wrong on 2-3; seed 2 the other way round
+    sure_right, unsure_wrong = 0.9, 0.4
+    one = [[sure_right, 0.1, 0, 0], [0, sure_right, 0.1, 0], [0, 0, 0.35, unsure_wrong], [unsure_wrong, 0, 0, 0.35]]
+    two = [[0.35, unsure_wrong, 0, 0], [0, 0.35, unsure_wrong, 0], [0, 0, sure_right, 0.1], [0.1, 0, 0, sure_right]]
+    readings = {
+        f"lesion-sized-onecycle-s{seed}": {
+            "paths": list("abcd"),
+            "groups": list("abcd"),
+            "labels": labels,
+            "probs": probs,
+        }
+        for seed, probs in ((1, one), (2, two))
+    }
+    monkeypatch.setattr(probe, "scan_reading", lambda folder: readings[folder.name])
+    ens = probe.seed_ensemble(tmp_path, "lesion-sized/onecycle", [1, 2])
+    assert ens["accuracy"] == 1.0 and ens["seeds"] == [1, 2]  # each alone: 50%
+    assert {s: g["difference_points"] for s, g in ens["vs_seeds"].items()} == {"1": 50.0, "2": 50.0}
+    text = probe.table({"runs": {}, "ensembles": {"lesion-sized/onecycle": ens}})
+    assert (
+        "| lesion-sized/onecycle | 1, 2 | 100.0% (" in text and "s1 +50.0 (p 0.5); s2 +50.0 (p 0.5)" in text
+    )  # McNemar: 2 of 2 one way
+    readings["lesion-sized-onecycle-s2"] = {**readings["lesion-sized-onecycle-s2"], "paths": list("abdc")}
+    with pytest.raises(ValueError, match="different scans"):
+        probe.seed_ensemble(tmp_path, "lesion-sized/onecycle", [1, 2])
+
+
 def test_the_recipe_probe_names_where_each_seed_ran_once_seeds_ran_on_different_machines():
     from benchmarks.octdl_recipe import seed_machines
     from benchmarks.octdl_recipe import table as recipe_table

@@ -13,7 +13,7 @@ from octattn.cli import main
 from octattn.errors import BadImageError, OctattnError
 from octattn.inference.bundle import load_bundle, save_bundle
 from octattn.inference.inputs import expand_inputs
-from octattn.inference.onnx_export import OnnxPredictor
+from octattn.inference.onnx_export import OnnxPredictor, onnx_threads
 from octattn.inference.predictor import Predictor, ScanPrediction
 from octattn.inference.volume_call import VolumeRule, volume_call
 from octattn.inference.volumes import predict_volume, read_volume
@@ -123,6 +123,20 @@ def test_onnx_matches_pytorch_on_real_scans(bundle, bundle_onnx, real_data):
     for a, b in zip(torch_tta, onnx_tta, strict=True):
         assert max(abs(a.probabilities[k] - b.probabilities[k]) for k in a.probabilities) <= 1e-4
     assert torch_tta[0].probabilities != torch_result.predictions[0].probabilities  # TTA changed something
+
+
+def test_onnxruntime_takes_the_cores_it_is_told_to(bundle, bundle_onnx, monkeypatch):
+    """onnxruntime ignores OMP_NUM_THREADS: two one-core processes (the suite's workers, a
+    service's) each spun a thread per core, and slowed each other several-fold."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert onnx_threads() == 1 and onnx_threads(3) == 3  # an explicit count wins
+    session = OnnxPredictor(bundle, bundle_onnx).session
+    assert session.get_session_options().intra_op_num_threads == 1
+    for unset in ("", "0", "four"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unset)
+        assert onnx_threads() == 0  # onnxruntime's own default
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert onnx_threads() == 0
 
 
 def _dicom(path, frames: np.ndarray) -> None:

@@ -12,6 +12,7 @@ int8 dot products.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,17 @@ def _export_fp32(model_path: str | Path, out_path: str | Path, opset: int) -> Pa
     return out
 
 
+def onnx_threads(threads: int = 0) -> int:
+    """The intra-op threads an onnxruntime session gets: ``threads`` where it is positive, else
+    ``OMP_NUM_THREADS`` where that is set to a positive whole number (PyTorch honours it and
+    onnxruntime does not: a process told to use one core took them all, and two such processes
+    on two cores slowed each other several-fold), else 0, onnxruntime's default (every core)."""
+    if threads > 0:
+        return threads
+    told = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(told) if told.isdigit() and int(told) > 0 else 0
+
+
 class OnnxPredictor(Predictor):
     """A :class:`Predictor` whose forward pass runs in onnxruntime (no PyTorch model)."""
 
@@ -171,6 +183,7 @@ class OnnxPredictor(Predictor):
         if not Path(onnx_path).is_file():
             raise OctattnError(f"{onnx_path}: no ONNX file (make one with `octattn export MODEL --format onnx OUT`)")
         options = onnxruntime.SessionOptions()
+        threads = onnx_threads(threads)
         if threads > 0:  # several workers on one machine: each its share of the cores, not all of them
             options.intra_op_num_threads = threads
         self.session = onnxruntime.InferenceSession(
