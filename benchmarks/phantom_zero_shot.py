@@ -153,21 +153,37 @@ def versus_baseline(work: Path, name: str, seed: int) -> dict[str, Any] | None:
     return {"baseline": BASELINES[recipe], **paired(before, after)}
 
 
-def seed_ensemble(work: Path, name: str, seeds: list[int]) -> dict[str, Any]:
-    """One configuration's seeds read as one phantom-only model: their calibrated probabilities
-    averaged scan by scan on the 307 real scans (as ``octattn ensemble`` averages members),
-    with patient-bootstrap intervals, and paired with each seed alone (ensemble - seed)."""
+def averaged_reading(work: Path, name: str, seeds: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The seeds' scan-by-scan readings and their average (calibrated probabilities averaged,
+    as ``octattn ensemble`` averages members)."""
     readings = [scan_reading(run_folder(work, name, seed)) for seed in seeds]
     first = readings[0]
     if any(r["paths"] != first["paths"] for r in readings):
         raise ValueError(f"{name}: the seeds were read on different scans")
-    averaged = {**first, "probs": np.mean([np.asarray(r["probs"]) for r in readings], axis=0).tolist()}
+    return {**first, "probs": np.mean([np.asarray(r["probs"]) for r in readings], axis=0).tolist()}, readings
+
+
+def seed_ensemble(work: Path, name: str, seeds: list[int]) -> dict[str, Any]:
+    """One configuration's seeds read as one phantom-only model on the 307 real scans
+    (:func:`averaged_reading`), with patient-bootstrap intervals, paired with each seed alone
+    (ensemble - seed) and, where its :data:`BASELINES` recipe ran the same seeds here, with that
+    recipe's ensemble (this - baseline)."""
+    averaged, readings = averaged_reading(work, name, seeds)
     together = pooled([averaged])
-    return {
+    result = {
         "seeds": seeds,
         **{k: v for k, v in together.items() if not k.startswith("_")},
         "vs_seeds": {str(seed): paired(pooled([r], 100), together) for seed, r in zip(seeds, readings, strict=True)},
     }
+    anatomy, recipe = RUNS[name]
+    if recipe in BASELINES:
+        base = f"{anatomy}/{BASELINES[recipe]}"
+        if all((run_folder(work, base, seed) / "pretrain" / "model" / "config.json").is_file() for seed in seeds):
+            result[PAIRED] = {
+                "baseline": BASELINES[recipe],
+                **paired(pooled([averaged_reading(work, base, seeds)[0]], 100), together),
+            }
+    return result
 
 
 def adapted_cv(folder: Path, folds: int = 5) -> dict[str, Any]:
@@ -237,15 +253,16 @@ def _ensemble_lines(ensembles: dict[str, Any]) -> list[str]:
         )
         rows.append(
             f"| {name} | {', '.join(map(str, ens['seeds']))} | {pct_ci(ens['accuracy'], ens['accuracy_ci'])} "
-            f"| {ens['macro_f1']:.3f} | {gains} |"
+            f"| {ens['macro_f1']:.3f} | {gains} | {_baseline_cell(ens)} |"
         )
     return [
         "",
         "Seed ensembles: a configuration's seeds as one phantom-only model (their probabilities averaged scan by "
         "scan; as many networks per scan as seeds):",
         "",
-        "| anatomy / recipe | seeds | real accuracy (95% CI) | real macro-F1 | ensemble - seed alone (points; p) |",
-        "| --- | --- | ---: | ---: | --- |",
+        "| anatomy / recipe | seeds | real accuracy (95% CI) | real macro-F1 | ensemble - seed alone (points; p) "
+        "| this - its baseline's ensemble, same phantoms (points; p) |",
+        "| --- | --- | ---: | ---: | --- | ---: |",
         *rows,
     ]
 

@@ -699,6 +699,7 @@ def test_a_randomised_phantom_run_is_paired_with_the_onecycle_run_on_the_same_ph
 
 def test_a_configurations_seeds_are_read_as_one_model_by_averaging_their_probabilities(tmp_path, monkeypatch):
     import benchmarks.phantom_zero_shot as probe
+    from benchmarks.phantom_zero_shot import PAIRED
 
     labels = [0, 1, 2, 3]
     # seed 1 is sure and right on scans 0-1, unsure and wrong on 2-3; seed 2 the other way round
@@ -722,6 +723,17 @@ def test_a_configurations_seeds_are_read_as_one_model_by_averaging_their_probabi
     assert (
         "| lesion-sized/onecycle | 1, 2 | 100.0% (" in text and "s1 +50.0 (p 0.5); s2 +50.0 (p 0.5)" in text
     )  # McNemar: 2 of 2 one way
+    assert PAIRED not in ens  # a baseline recipe has none
+    # the randomised recipe's ensemble against onecycle's on the same seeds: here, as good as its members
+    for seed in (1, 2):
+        readings[f"lesion-sized-randomised-s{seed}"] = readings[f"lesion-sized-onecycle-s{seed}"]
+    assert PAIRED not in probe.seed_ensemble(tmp_path, "lesion-sized/randomised", [1, 2])  # onecycle not run here
+    for seed in (1, 2):
+        (tmp_path / f"lesion-sized-onecycle-s{seed}" / "pretrain" / "model").mkdir(parents=True)
+        (tmp_path / f"lesion-sized-onecycle-s{seed}" / "pretrain" / "model" / "config.json").write_text("{}")
+    readings["lesion-sized-randomised-s1"] = {**readings["lesion-sized-randomised-s1"], "probs": two}
+    gain = probe.seed_ensemble(tmp_path, "lesion-sized/randomised", [1, 2])[PAIRED]
+    assert gain["baseline"] == "onecycle" and gain["difference_points"] == -50.0  # two, twice: scans 0-1 wrong
     readings["lesion-sized-onecycle-s2"] = {**readings["lesion-sized-onecycle-s2"], "paths": list("abdc")}
     with pytest.raises(ValueError, match="different scans"):
         probe.seed_ensemble(tmp_path, "lesion-sized/onecycle", [1, 2])
