@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from octattn.evaluation.calibration import fit_temperature, softmax
-from octattn.evaluation.metrics import classification_report, expected_calibration_error, specificity_per_class
+from octattn.evaluation.metrics import (
+    classification_report,
+    expected_calibration_error,
+    headline_metrics,
+    specificity_per_class,
+)
 from octattn.evaluation.uncertainty import (
     mcnemar_exact,
     paired_bootstrap_difference,
@@ -128,3 +133,22 @@ def test_the_paired_interval_of_correct_differences_is_compares_accuracy_interva
     correct = (preds_b == labels).astype(float) - (preds_a == labels)
     assert patient_bootstrap_mean(correct, groups, resamples=200) == pytest.approx((accuracy.low, accuracy.high))
     assert patient_bootstrap_mean(np.zeros(120), groups) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize(("n", "k", "present"), [(1, 4, 1), (5, 4, 2), (40, 4, 4), (300, 7, 5), (12, 2, 2)])
+def test_headline_metrics_are_scikit_learns(n, k, present):
+    """The bootstraps' fast path (one bincount) gives what scikit-learn gives, classes absent
+    from the truth or the calls included (0 where undefined, averaged over all K classes)."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    rng = np.random.default_rng(n * k)
+    labels = rng.integers(0, present, n)
+    probs = rng.dirichlet(np.ones(k), n)
+    preds = probs.argmax(1)
+    precision, recall, f1, _ = precision_recall_fscore_support(labels, preds, labels=list(range(k)), zero_division=0)
+    got = headline_metrics(labels, probs)
+    assert got["accuracy"] == pytest.approx(accuracy_score(labels, preds))
+    assert got["precision"] == pytest.approx(np.mean(precision))
+    assert got["recall"] == pytest.approx(np.mean(recall))
+    assert got["f1"] == pytest.approx(np.mean(f1))
+    assert set(got) == {"accuracy", "precision", "recall", "f1", "specificity"}

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 from sklearn.metrics import (
-    accuracy_score,
     confusion_matrix,
     precision_recall_fscore_support,
     roc_auc_score,
@@ -123,18 +122,32 @@ def per_class_recall(labels_present: Sequence[int], class_names: Sequence[str]) 
 
 
 def headline_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    """The scalar metrics that get confidence intervals (cheap enough to bootstrap)."""
+    """The scalar metrics that get confidence intervals: accuracy and the unweighted means of
+    per-class precision, recall, F1 (each 0 where undefined, as scikit-learn's
+    ``zero_division=0``) and specificity, over all K classes.
+
+    Read off one confusion matrix counted with ``np.bincount``: the bootstraps call this
+    thousands of times per evaluation, and scikit-learn's per-call input checks made that 3 ms a
+    call whatever the number of scans (about 30 us here). The test suite holds it equal to
+    scikit-learn's ``accuracy_score`` and ``precision_recall_fscore_support``."""
     k = probs.shape[1]
-    preds = probs.argmax(axis=1)
-    precision, recall, f1, _ = precision_recall_fscore_support(labels, preds, labels=list(range(k)), zero_division=0)
-    cm = confusion_matrix(labels, preds, labels=list(range(k)))
+    labels = np.asarray(labels, dtype=np.int64)
+    cm = np.bincount(labels * k + probs.argmax(axis=1), minlength=k * k).reshape(k, k)
+    tp = np.diag(cm).astype(float)
+    predicted, actual = cm.sum(axis=0), cm.sum(axis=1)
+    precision, recall, f1 = (_ratio(tp, predicted), _ratio(tp, actual), _ratio(2 * tp, predicted + actual))
     return {
-        "accuracy": float(accuracy_score(labels, preds)),
+        "accuracy": float(tp.sum() / max(len(labels), 1)),
         "precision": float(np.mean(precision)),
         "recall": float(np.mean(recall)),
         "f1": float(np.mean(f1)),
         "specificity": _nanmean(specificity_per_class(cm)),
     }
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
 
 
 def classification_report(
