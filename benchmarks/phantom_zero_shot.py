@@ -107,9 +107,7 @@ def one_run(work: Path, name: str, seed: int) -> dict[str, Any]:
         )
     setup, overrides = RECIPES[recipe]
     _pretrain(folder, phantoms, setup, [*overrides, f"seed={seed}"])
-    rows = oct2017_scans()
-    manifest = fold_manifest(rows, set(range(len(rows))), folder / "oct2017-all.csv")
-    report = evaluate_model(folder / "pretrain", manifest, "test", resamples=1000).report
+    report = evaluate_model(folder / "pretrain", all_scans_manifest(folder), "test", resamples=1000).report
     result = {
         "n": report["n"],
         "accuracy": report["accuracy"],
@@ -127,30 +125,43 @@ ADAPTED = "adapted"
 """The result's key for the AdaBN reading (:func:`adapted_cv`)."""
 
 
+def all_scans_manifest(folder: Path) -> Path:
+    """A manifest in ``folder`` with all 307 real scans as its test split."""
+    rows = oct2017_scans()
+    return fold_manifest(rows, set(range(len(rows))), folder / "oct2017-all.csv")
+
+
 def scan_reading(folder: Path) -> dict[str, Any]:
     """The phantom-only model of a run folder on all 307 real scans, scan by scan (kept in
     ``reading.json`` beside the run: it is read again for every pairing)."""
     cached = folder / "reading.json"
     if cached.is_file():
         return dict(json.loads(cached.read_text()))
-    manifest = fold_manifest(oct2017_scans(), set(range(len(oct2017_scans()))), folder / "oct2017-all.csv")
-    reading = as_reading(evaluate_model(folder / "pretrain", manifest, "test", resamples=10))
+    reading = as_reading(evaluate_model(folder / "pretrain", all_scans_manifest(folder), "test", resamples=10))
     atomic_write_text(cached, json.dumps(reading))
     return reading
+
+
+def baseline_of(work: Path, name: str, seeds: list[int]) -> str | None:
+    """The configuration that ``name``'s :data:`BASELINES` recipe makes of the same anatomy,
+    where it has one and every one of ``seeds`` was run here; else None."""
+    anatomy, recipe = RUNS[name]
+    if recipe not in BASELINES:
+        return None
+    base = f"{anatomy}/{BASELINES[recipe]}"
+    made = all((run_folder(work, base, seed) / "pretrain" / "model" / "config.json").is_file() for seed in seeds)
+    return base if made else None
 
 
 def versus_baseline(work: Path, name: str, seed: int) -> dict[str, Any] | None:
     """A run against its :data:`BASELINES` run (same anatomy, seed and phantoms), paired on
     the real scans (this - baseline); None where the recipe has no baseline or that run has
     not been made here."""
-    anatomy, recipe = RUNS[name]
-    if recipe not in BASELINES:
+    base = baseline_of(work, name, [seed])
+    if base is None:
         return None
-    base = run_folder(work, f"{anatomy}/{BASELINES[recipe]}", seed)
-    if not (base / "pretrain" / "model" / "config.json").is_file():
-        return None
-    before, after = (pooled([scan_reading(folder)], 100) for folder in (base, run_folder(work, name, seed)))
-    return {"baseline": BASELINES[recipe], **paired(before, after)}
+    before, after = (pooled([scan_reading(run_folder(work, n, seed))], 100) for n in (base, name))
+    return {"baseline": RUNS[base][1], **paired(before, after)}
 
 
 def averaged_reading(work: Path, name: str, seeds: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -175,14 +186,12 @@ def seed_ensemble(work: Path, name: str, seeds: list[int]) -> dict[str, Any]:
         **{k: v for k, v in together.items() if not k.startswith("_")},
         "vs_seeds": {str(seed): paired(pooled([r], 100), together) for seed, r in zip(seeds, readings, strict=True)},
     }
-    anatomy, recipe = RUNS[name]
-    if recipe in BASELINES:
-        base = f"{anatomy}/{BASELINES[recipe]}"
-        if all((run_folder(work, base, seed) / "pretrain" / "model" / "config.json").is_file() for seed in seeds):
-            result[PAIRED] = {
-                "baseline": BASELINES[recipe],
-                **paired(pooled([averaged_reading(work, base, seeds)[0]], 100), together),
-            }
+    base = baseline_of(work, name, seeds)
+    if base is not None:
+        result[PAIRED] = {
+            "baseline": RUNS[base][1],
+            **paired(pooled([averaged_reading(work, base, seeds)[0]], 100), together),
+        }
     return result
 
 

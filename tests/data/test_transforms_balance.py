@@ -50,16 +50,22 @@ def test_crop_mode_is_random_and_resize_mode_is_not():
         train_transform(pre, "zoom")
 
 
-def test_jitter_moves_the_scan_a_little_and_repeats_under_a_seed():
-    pre = Preprocess(size=(75, 75))
-    jittered = train_transform(pre, "resize", jitter=1.0)
+def _draws_the_same_under_a_seed(transform, pre: Preprocess) -> torch.Tensor:
+    """One seeded draw of a training transform on GRAY, checked to repeat under the same seed,
+    to keep the evaluation transform's shape and range, and to differ from it."""
     torch.manual_seed(0)
-    first = jittered(GRAY, "")
+    first = transform(GRAY, "")
     torch.manual_seed(0)
-    torch.testing.assert_close(jittered(GRAY, ""), first)  # a seeded run draws the same
+    torch.testing.assert_close(transform(GRAY, ""), first)  # a seeded run draws the same
     plain = eval_transform(pre)(GRAY)
     assert first.shape == plain.shape and not torch.equal(first, plain)
     assert float(first.min()) >= -1.0 and float(first.max()) <= 1.0
+    return first
+
+
+def test_jitter_moves_the_scan_a_little_and_repeats_under_a_seed():
+    pre = Preprocess(size=(75, 75))
+    _draws_the_same_under_a_seed(train_transform(pre, "resize", jitter=1.0), pre)
     # a little: a smooth scan moved at most 10 degrees, 5%, 10%, 20% stays close to itself
     ramp = np.tile(np.linspace(40, 200, 75, dtype=np.uint8), (75, 1))
     image = to_tensor(ramp)
@@ -72,13 +78,7 @@ def test_jitter_moves_the_scan_a_little_and_repeats_under_a_seed():
 
 def test_randomise_redraws_the_look_but_not_the_anatomy_and_repeats_under_a_seed():
     pre = Preprocess(size=(75, 75))
-    randomised = train_transform(pre, "resize", randomise=1.0)
-    torch.manual_seed(0)
-    first = randomised(GRAY, "")
-    torch.manual_seed(0)
-    torch.testing.assert_close(randomised(GRAY, ""), first)  # a seeded run draws the same
-    assert first.shape == eval_transform(pre)(GRAY).shape
-    assert float(first.min()) >= -1.0 and float(first.max()) <= 1.0
+    _draws_the_same_under_a_seed(train_transform(pre, "resize", randomise=1.0), pre)
     # a bright band on a dark scan: the look changes from draw to draw, the band stays where it is
     scan = np.full((96, 96), 30, dtype=np.uint8)
     scan[40:56] = 200
