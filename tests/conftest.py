@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 from torch import nn
 
 import octattn
@@ -48,27 +53,74 @@ def cached_model(name: str, in_chans: int = 1) -> nn.Module:
     return octattn.create_model(name, in_chans=in_chans).eval()
 
 
+def listing(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` with its size and modification time: what a test must not change."""
+    return {
+        str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+@contextmanager
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Iterator[Path]:
+    """A folder that ``build`` fills once for the whole suite, shared by pytest-xdist's workers.
+
+    Each worker used to build its own copy of every session fixture: the bundles, their ONNX
+    export and the tiny demo, 0.9 GB and a minute of CPU twice over. The first worker builds
+    under a file lock in the run's common temporary folder (the pattern pytest-xdist documents),
+    the others wait and reuse it. Shared means read-only: at the end of the session each worker
+    checks that no file in it was added, removed or rewritten, so that a test that writes
+    into a shared fixture fails instead of racing with another worker's tests.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # pytest-N: common to every worker of this run
+    folder = root / f"shared-{name}"
+    with FileLock(f"{folder}.lock"):
+        done = folder / ".built"
+        if not done.exists():
+            folder.mkdir(exist_ok=True)
+            build(folder)
+            done.touch()
+    before = listing(folder)
+    yield folder
+    assert listing(folder) == before, f"a test changed the shared fixture {folder}; copy it first"
+
+
 @pytest.fixture(scope="session")
-def bundle(tmp_path_factory) -> Path:
+def bundle(tmp_path_factory) -> Iterator[Path]:
     """An attention-model bundle at 75 px (random weights, non-uniform masks), one for the suite."""
-    return make_bundle(tmp_path_factory.mktemp("bundle") / "model")
+    with built_once(tmp_path_factory, "bundle", lambda out: make_bundle(out / "model")) as folder:
+        yield folder / "model"
 
 
 @pytest.fixture(scope="session")
-def plain_bundle(tmp_path_factory) -> Path:
+def plain_bundle(tmp_path_factory) -> Iterator[Path]:
     """A plain Inception-v4 bundle at 75 px, one for the suite."""
-    return make_bundle(tmp_path_factory.mktemp("plain") / "model", name="inception_v4")
+    with built_once(tmp_path_factory, "plain", lambda out: make_bundle(out / "model", name="inception_v4")) as folder:
+        yield folder / "model"
 
 
 DEMO_TINY = ["image_size=75", "epochs=1", "batch_size=8", "bn_recalibrate=8", "threads=1", "warmup_steps=1"]
 """The demo's code path at a tiny size (the real demo is measured by benchmarks/demo.py)."""
 
 
+def build_demo(folder: Path) -> None:
+    """Run the tiny demo into ``folder/out`` and keep what it said in ``folder/result.json``."""
+    result = run_demo(
+        folder / "out", overrides=DEMO_TINY, train_per_class=4, test_per_class=2, progress=False, log=lambda _: None
+    )
+    said = {key: str(value) if isinstance(value, Path) else value for key, value in dataclasses.asdict(result).items()}
+    (folder / "result.json").write_text(json.dumps(said))
+
+
 @pytest.fixture(scope="session")
-def demo_result(tmp_path_factory) -> DemoResult:
+def demo_result(tmp_path_factory) -> Iterator[DemoResult]:
     """One tiny demo for the suite: phantoms, a run, its evaluation and its report."""
-    out = tmp_path_factory.mktemp("demo") / "out"
-    return run_demo(out, overrides=DEMO_TINY, train_per_class=4, test_per_class=2, progress=False, log=lambda _: None)
+    with built_once(tmp_path_factory, "demo", build_demo) as folder:
+        said = json.loads((folder / "result.json").read_text())
+        yield DemoResult(Path(said["out_dir"]), Path(said["report"]), said["accuracy"], said["seconds"])
 
 
 @pytest.fixture(scope="session")
@@ -78,8 +130,9 @@ def demo_dir(demo_result: DemoResult) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bundle_onnx(bundle: Path, tmp_path_factory) -> Path:
+def bundle_onnx(bundle: Path, tmp_path_factory) -> Iterator[Path]:
     """The test bundle exported to ONNX once for the suite (exporting takes seconds)."""
     from octattn.inference.onnx_export import export_onnx
 
-    return export_onnx(bundle, tmp_path_factory.mktemp("onnx") / "bundle.onnx")
+    with built_once(tmp_path_factory, "onnx", lambda out: export_onnx(bundle, out / "bundle.onnx")) as folder:
+        yield folder / "bundle.onnx"

@@ -84,7 +84,8 @@ def test_comparisons_name_the_models():
 def test_compare_and_evaluate_record_their_arithmetic(bundle, real_data, capsys):
     assert main(["--quiet", "compare", str(bundle), str(bundle), "--data", str(real_data), "--batch", "36"]) == 0
     out = capsys.readouterr().out
-    assert "arithmetic fp32" in out and "McNemar exact test: A: bundle0 right where B: bundle0 is wrong" in out
+    name = bundle.parent.name  # a bundle is named by its run's folder
+    assert "arithmetic fp32" in out and f"McNemar exact test: A: {name} right where B: {name} is wrong" in out
 
 
 def test_progress_bars_only_on_a_terminal(monkeypatch):

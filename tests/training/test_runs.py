@@ -2,6 +2,7 @@
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +33,8 @@ TINY = [
     "schedule=cosine",
     "amp=off",  # bit-exact comparisons below: fp32 whatever the CPU
 ]
+NO_CHECKPOINT = ["keep_checkpoint=false"]
+"""For tests that never resume: a finished run's checkpoint is 0.7 GB of the suite's temporary disk."""
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +70,7 @@ def test_run_writes_everything_and_refuses_to_overwrite(phantoms, tmp_path, caps
 
 def test_mask_health_is_logged_every_epoch_and_moves(phantoms, tmp_path):
     run = tmp_path / "run"
-    args = ["train", "--data", str(phantoms), "--out", str(run), "epochs=2", *TINY, "lr_new=0.01"]
+    args = ["train", "--data", str(phantoms), "--out", str(run), "epochs=2", *TINY, "lr_new=0.01", *NO_CHECKPOINT]
     assert main(args) == 0
     with (run / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -81,7 +84,22 @@ def test_mask_health_is_logged_every_epoch_and_moves(phantoms, tmp_path):
     # Training changes the masks: some module's mean differs between the epochs.
     assert any(rows[0][f"mask_{n}_mean"] != rows[1][f"mask_{n}_mean"] for n in modules)
     plain = tmp_path / "plain"
-    assert main(["train", "--data", str(phantoms), "--out", str(plain), "epochs=1", "model=inception_v4", *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(phantoms),
+                "--out",
+                str(plain),
+                "epochs=1",
+                "model=inception_v4",
+                *TINY,
+                *NO_CHECKPOINT,
+            ]
+        )
+        == 0
+    )
     assert "mask_" not in (plain / "metrics.csv").read_text()
 
 
@@ -121,7 +139,17 @@ def test_two_gloo_processes_match_one_process(phantoms, tmp_path):
     """torchrun, 2 CPU processes x batch 4 vs 1 process x batch 8. BatchNorm is frozen:
     torch's SyncBatchNorm runs only on GPUs, and per-process batch statistics would differ."""
     # SGD: Adam divides by the root of tiny second moments and magnifies float-order noise.
-    args = ["train", "--data", str(phantoms), "epochs=1", "bn=frozen", *TINY, "optimizer=sgd", "lr_backbone=0.01"]
+    args = [
+        "train",
+        "--data",
+        str(phantoms),
+        "epochs=1",
+        "bn=frozen",
+        *TINY,
+        "optimizer=sgd",
+        "lr_backbone=0.01",
+        *NO_CHECKPOINT,
+    ]
     single = _run([*args, "--out", str(tmp_path / "one")])
     assert single.returncode == 0, single.stderr
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -151,4 +179,5 @@ def test_grad_checkpointing_trains_to_the_same_losses(phantoms, tmp_path):
         assert main(args) == 0
         with (run / "steps.csv").open() as handle:
             losses.append([float(row["loss"]) for row in csv.DictReader(handle)])
+        shutil.rmtree(run)  # only the losses are compared: one run's 0.24 GB bundle on disk at a time
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
