@@ -45,6 +45,7 @@ def test_quick_study_writes_json_and_table(tmp_path):
     results = json.loads((tmp_path / "results" / "attention_study.json").read_text())
     runs = {r["run"]: r for r in results["runs"]}
     assert set(runs) == {"adamw-attention-identity-s0", "adamw-plain-s0"}
+    assert not list((tmp_path / "work").rglob("checkpoint.pt"))  # finished runs keep bundles, not 0.7 GB checkpoints
     attention = runs["adamw-attention-identity-s0"]
     assert "mask_after_9_moved" in attention["epochs"][0] and 0 <= attention["test"]["accuracy"] <= 1
     assert {"attention_after_9_weighted", "gradcam"} <= set(attention["localisation"]["hard"])
