@@ -2,6 +2,7 @@
 explain and ONNX, equal to the mean of the members' calibrated probabilities."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -190,8 +191,9 @@ def test_the_archive_engines_actor_runs_an_ensemble(ensemble, real_data):
 
 
 def _as_run(bundle: Path, run: Path, val: list[str]) -> Path:
-    """A run folder around ``bundle`` whose split.json held out ``val``."""
-    shutil.copytree(bundle, run / "model")
+    """A run folder around ``bundle`` whose split.json held out ``val``. Its files are hard
+    links (0.17 GB of weights not copied): octattn replaces files, never writes into them."""
+    shutil.copytree(bundle, run / "model", copy_function=os.link)
     (run / "split.json").write_text(json.dumps({"seed": 0, "val_fraction": 0.1, "train": [], "val": val}))
     return run
 
