@@ -11,9 +11,11 @@ the 307 real OCT2017 scans (target: 50%). This probe changes one thing at a time
   :data:`benchmarks.real_scans.PHANTOM_RECIPE`), ``randomised`` (``onecycle`` with
   ``randomise: 0.5``: each phantom's gamma, sharpness, resolution and noise drawn afresh every
   epoch, domain randomisation) or ``randomised-strong`` (``randomise: 1``). A seed draws the
-  same phantoms under every recipe, so recipes are compared on the same training images.
+  same phantoms under every recipe, so recipes are compared on the same training images;
+  ``diverse`` is ``onecycle`` with the same number of training images drawn as 500 phantoms
+  per class seen 3 times instead of 150 seen 10 times (the seed draws more of them).
 
-Each run: 150 phantoms per class (seed S), plain Inception-v4 at 147 px from scratch (seed S),
+Each run: 150 phantoms per class (seed S; 500 for ``diverse``), plain Inception-v4 at 147 px from scratch (seed S),
 evaluated on all 307 real scans with patient-bootstrap intervals. One seed moves the number by
 several points, so each configuration wants more than one.
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +69,18 @@ RECIPES: dict[str, tuple[Setup, list[str]]] = {
     "onecycle": (PART_D.pretrain, list(PART_D.pretrain_recipe)),
     "randomised": (PART_D.pretrain, [*PART_D.pretrain_recipe, "randomise=0.5"]),
     "randomised-strong": (PART_D.pretrain, [*PART_D.pretrain_recipe, "randomise=1"]),
+    # The same 6,000 training images as onecycle, drawn as 500 phantoms per class seen 3
+    # times instead of 150 seen 10 times: is it the phantoms' number that limits the model?
+    "diverse": (replace(PART_D.pretrain, pretrain_per_class=500, pretrain_epochs=3), list(PART_D.pretrain_recipe)),
 }
 
 RUNS = {f"{a}/{r}": (a, r) for a in ANATOMIES for r in RECIPES}
 """Every (anatomy, recipe) pair, named ``ANATOMY/RECIPE``."""
 
-BASELINES = {"randomised": "onecycle", "randomised-strong": "onecycle"}
+BASELINES = {"randomised": "onecycle", "randomised-strong": "onecycle", "diverse": "onecycle"}
 """Recipe -> the recipe it changes one thing of: a run is paired with that recipe's run of the
-same anatomy and seed (the same phantoms), scan by scan on the 307 real scans."""
+same anatomy and seed (the same phantoms, or for ``diverse`` more of them from the same seed),
+scan by scan on the 307 real scans."""
 PAIRED = "vs_baseline"
 """The result's key for that pairing."""
 
@@ -95,17 +102,17 @@ def one_run(work: Path, name: str, seed: int) -> dict[str, Any]:
             result[ADAPTED] = adapted_cv(folder)
             atomic_write_text(result_file, json.dumps(result))
         return result
+    setup, overrides = RECIPES[recipe]
     phantoms = folder / "phantoms"
     if not (phantoms / "phantoms.json").exists():
         write_phantom_tree(
             phantoms,
-            {"train": PER_CLASS},
+            {"train": setup.pretrain_per_class},
             seed=seed,
             overwrite=True,
             style=default_style(),
             generator=ANATOMIES[anatomy],
         )
-    setup, overrides = RECIPES[recipe]
     _pretrain(folder, phantoms, setup, [*overrides, f"seed={seed}"])
     report = evaluate_model(folder / "pretrain", all_scans_manifest(folder), "test", resamples=1000).report
     result = {
@@ -113,6 +120,8 @@ def one_run(work: Path, name: str, seed: int) -> dict[str, Any]:
         "accuracy": report["accuracy"],
         "accuracy_ci": [report["ci"]["accuracy"]["low"], report["ci"]["accuracy"]["high"]],
         "macro_f1": report["f1"],
+        "phantoms_per_class": setup.pretrain_per_class,
+        "epochs": setup.pretrain_epochs,
         "confusion_matrix": report["confusion_matrix"],
         "machine": machine(),  # runs join the file one at a time, perhaps on other machines
         ADAPTED: adapted_cv(folder),

@@ -1105,3 +1105,14 @@ def test_a_runs_reading_is_kept_and_read_again_once_its_weights_change(bundle, t
     save_file({**tensors, name: tensors[name] + 0.01}, str(weights))  # trained again: other weights
     recipe.reading(run, manifest, "test", tta=True)
     assert calls == [True, True]
+
+
+def test_the_diverse_phantom_recipe_changes_the_number_of_phantoms_not_the_compute():
+    from benchmarks.phantom_zero_shot import BASELINES, RECIPES
+
+    (diverse, diverse_overrides), (onecycle, onecycle_overrides) = RECIPES["diverse"], RECIPES["onecycle"]
+    assert BASELINES["diverse"] == "onecycle" and diverse_overrides == onecycle_overrides
+    assert diverse.pretrain_per_class > onecycle.pretrain_per_class
+    images = [s.pretrain_per_class * s.pretrain_epochs for s in (diverse, onecycle)]
+    assert images[0] == images[1]  # the same training images seen: only their variety differs
+    assert (diverse.size, diverse.batch) == (onecycle.size, onecycle.batch)
