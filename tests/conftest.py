@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -80,7 +81,8 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
     with FileLock(f"{folder}.lock"):
         done = folder / ".built"
         if not done.exists():
-            folder.mkdir(exist_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)  # what a build that failed in another worker left
+            folder.mkdir()
             build(folder)
             done.touch()
     before = listing(folder)
