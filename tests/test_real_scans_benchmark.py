@@ -1116,3 +1116,28 @@ def test_the_diverse_phantom_recipe_changes_the_number_of_phantoms_not_the_compu
     images = [s.pretrain_per_class * s.pretrain_epochs for s in (diverse, onecycle)]
     assert images[0] == images[1]  # the same training images seen: only their variety differs
     assert (diverse.size, diverse.batch) == (onecycle.size, onecycle.batch)
+
+
+def test_phantom_only_accuracy_is_split_by_the_scans_stored_width(tmp_path):
+    from benchmarks.phantom_zero_shot import accuracy_by_width, table
+    from PIL import Image
+
+    paths = []
+    for i, width in enumerate([512, 512, 768, 768, 1536]):
+        path = tmp_path / f"s{i}.png"
+        Image.new("L", (width, 4)).save(path)
+        paths.append(str(path))
+    # right on scans 0, 2 and 4: half of the 512s, half of the 768s, the one 1536
+    labels = [0, 1, 2, 3, 0]
+    calls = [0, 2, 2, 0, 0]
+    probs = [[1.0 if c == call else 0.0 for c in range(4)] for call in calls]
+    split = accuracy_by_width({"paths": paths, "labels": labels, "probs": probs})
+    assert split == {
+        "512": {"n": 2, "accuracy": 0.5},
+        "768": {"n": 2, "accuracy": 0.5},
+        "1536": {"n": 1, "accuracy": 1.0},
+    }
+    other_seed = {**split, "1536": {"n": 1, "accuracy": 0.0}}
+    text = table({"runs": {}, "by_width": {"lesion-sized/onecycle": {"14": split, "15": other_seed}}})
+    assert "| anatomy / recipe | seeds | 512 px wide | 768 px wide | 1536 px wide |" in text
+    assert "| lesion-sized/onecycle | 2 | 50.0% (2) | 50.0% (2) | 50.0% (1) |" in text  # 1536: mean of 100% and 0%
