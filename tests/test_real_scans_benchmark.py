@@ -1141,3 +1141,54 @@ def test_phantom_only_accuracy_is_split_by_the_scans_stored_width(tmp_path):
     text = table({"runs": {}, "by_width": {"lesion-sized/onecycle": {"14": split, "15": other_seed}}})
     assert "| anatomy / recipe | seeds | 512 px wide | 768 px wide | 1536 px wide |" in text
     assert "| lesion-sized/onecycle | 2 | 50.0% (2) | 50.0% (2) | 50.0% (1) |" in text  # 1536: mean of 100% and 0%
+
+
+def _biased_reading(n_per_class: int = 10) -> dict:
+    """Each scan's own class second-highest, after class 0 (a constant bias): 25% right as read."""
+    labels = [c for c in range(4) for _ in range(n_per_class)]
+    logits = np.array([[3.0 + (2.0 if y == 0 else 0.0), 0, 0, 0] for y in labels])
+    for i, y in enumerate(labels):
+        logits[i, y] += 2.0 if y else 0.0
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return {
+        "paths": [f"/scans/s{i}.png" for i in range(len(labels))],
+        "groups": [f"p{i}" for i in range(len(labels))],
+        "labels": labels,
+        "probs": probs.tolist(),
+    }
+
+
+def test_balancing_puts_back_a_constant_bias_without_labels():
+    from benchmarks.phantom_zero_shot import balance_weights
+
+    probs = np.asarray(_biased_reading()["probs"])
+    prior = np.full(4, 0.25)
+    weights = balance_weights(probs, prior)
+    reweighted = probs * weights
+    reweighted /= reweighted.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(reweighted.mean(axis=0), prior, atol=1e-6)
+    labels = np.asarray(_biased_reading()["labels"])
+    assert (probs.argmax(1) == labels).mean() == 0.25 and (reweighted.argmax(1) == labels).mean() == 1.0
+
+
+def test_the_balanced_reading_is_cross_fitted_and_paired(monkeypatch):
+    import benchmarks.phantom_zero_shot as probe
+
+    reading = _biased_reading()
+    rows = [{"path": p} for p in reading["paths"]]
+    halves = [(np.arange(0, 40, 2), np.arange(1, 40, 2)), (np.arange(1, 40, 2), np.arange(0, 40, 2))]
+    seen: list[list[int]] = []
+
+    def folds(_rows, _k):
+        seen.append([len(rest) for rest, _ in halves])
+        return halves
+
+    monkeypatch.setattr(probe, "oct2017_scans", lambda: rows)
+    monkeypatch.setattr(probe, "oct2017_folds", folds)
+    out = probe.balanced_cv(reading)
+    assert out["accuracy"] == 1.0 and out["vs_unbalanced"]["difference_points"] == pytest.approx(75.0)
+    assert seen  # the weights came from the benchmark's folds, each applied to the other half
+    text = probe.table({"runs": {}, "balanced": {"lesion-sized/onecycle": {"14": out}}})
+    assert "| lesion-sized/onecycle | 14 | 100.0% (" in text and "+75.0 (" in text
+    with pytest.raises(ValueError, match="not of the 307 scans"):
+        probe.balanced_cv({**reading, "paths": reading["paths"][::-1]})
