@@ -13,11 +13,13 @@ the 307 real OCT2017 scans (target: 50%). This probe changes one thing at a time
   epoch, domain randomisation) or ``randomised-strong`` (``randomise: 1``). A seed draws the
   same phantoms under every recipe, so recipes are compared on the same training images;
   ``diverse`` is ``onecycle`` with the same number of training images drawn as 500 phantoms
-  per class seen 3 times instead of 150 seen 10 times (the seed draws more of them).
+  per class seen 3 times instead of 150 seen 10 times (the seed draws more of them), and
+  ``diverse-long`` the same 500 phantoms per class seen 10 times (paired with ``diverse``).
 
-Each run: 150 phantoms per class (seed S; 500 for ``diverse``), plain Inception-v4 at 147 px from scratch (seed S),
-evaluated on all 307 real scans with patient-bootstrap intervals. One seed moves the number by
-several points, so each configuration wants more than one.
+Each run: 150 phantoms per class (seed S; 500 for the ``diverse`` recipes), plain Inception-v4
+at 147 px from scratch (seed S), evaluated on all 307 real scans with patient-bootstrap
+intervals. One seed moves the number by several points, so each configuration wants more
+than one.
 
 ``python -m benchmarks.phantom_zero_shot [--runs NAME,...] [--seeds 11,12]``: resumable (a
 finished run's ``result.json`` is reused); the results file keeps the runs it has that this
@@ -73,15 +75,25 @@ RECIPES: dict[str, tuple[Setup, list[str]]] = {
     "onecycle": (PART_D.pretrain, list(PART_D.pretrain_recipe)),
     "randomised": (PART_D.pretrain, [*PART_D.pretrain_recipe, "randomise=0.5"]),
     "randomised-strong": (PART_D.pretrain, [*PART_D.pretrain_recipe, "randomise=1"]),
-    # The same 6,000 training images as onecycle, drawn as 500 phantoms per class seen 3
+    # The same 5,400 training images as onecycle, drawn as 500 phantoms per class seen 3
     # times instead of 150 seen 10 times: is it the phantoms' number that limits the model?
     "diverse": (replace(PART_D.pretrain, pretrain_per_class=500, pretrain_epochs=3), list(PART_D.pretrain_recipe)),
+    # diverse's phantoms for onecycle's 10 epochs: 3.3 times the training images
+    "diverse-long": (
+        replace(PART_D.pretrain, pretrain_per_class=500, pretrain_epochs=PART_D.pretrain.pretrain_epochs),
+        list(PART_D.pretrain_recipe),
+    ),
 }
 
 RUNS = {f"{a}/{r}": (a, r) for a in ANATOMIES for r in RECIPES}
 """Every (anatomy, recipe) pair, named ``ANATOMY/RECIPE``."""
 
-BASELINES = {"randomised": "onecycle", "randomised-strong": "onecycle", "diverse": "onecycle"}
+BASELINES = {
+    "randomised": "onecycle",
+    "randomised-strong": "onecycle",
+    "diverse": "onecycle",
+    "diverse-long": "diverse",
+}
 """Recipe -> the recipe it changes one thing of: a run is paired with that recipe's run of the
 same anatomy and seed (the same phantoms, or for ``diverse`` more of them from the same seed),
 scan by scan on the 307 real scans."""

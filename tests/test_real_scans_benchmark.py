@@ -1116,6 +1116,10 @@ def test_the_diverse_phantom_recipe_changes_the_number_of_phantoms_not_the_compu
     images = [s.pretrain_per_class * s.pretrain_epochs for s in (diverse, onecycle)]
     assert images[0] == images[1]  # the same training images seen: only their variety differs
     assert (diverse.size, diverse.batch) == (onecycle.size, onecycle.batch)
+    # diverse-long: diverse's phantoms (paired with it), trained for onecycle's epochs
+    long, long_overrides = RECIPES["diverse-long"]
+    assert BASELINES["diverse-long"] == "diverse" and long_overrides == onecycle_overrides
+    assert long.pretrain_per_class == diverse.pretrain_per_class and long.pretrain_epochs == onecycle.pretrain_epochs
 
 
 def test_phantom_only_accuracy_is_split_by_the_scans_stored_width(tmp_path):
