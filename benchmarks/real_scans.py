@@ -34,7 +34,7 @@ import csv
 import json
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +46,10 @@ from benchmarks.common import REAL_DATA, RESULTS, machine, refuse_other_settings
 from octattn.classes import CLASS_NAMES
 from octattn.data.audit import linked_groups, read_record
 from octattn.data.layout import IMAGE_SUFFIXES, Sample, find_dataset_root, parse_name
-from octattn.data.phantom import generate_phantom
+from octattn.data.phantom import DIFFICULTIES, generate_phantom
+from octattn.data.phantom_anatomy import generate_lesion_sized_phantom
 from octattn.data.phantom_style import default_style, learn_style, measure_scan, style_distance
-from octattn.data.synth import write_phantom_tree
+from octattn.data.synth import PhantomGenerator, write_phantom_tree
 from octattn.demo import config_path
 from octattn.evaluation.calibration import fit_prior_power, prior_shift
 from octattn.evaluation.evaluate import EvaluationResult, evaluate_model
@@ -101,6 +102,9 @@ class Plan:
     pretrain: Setup
     octdl_size: int
     octdl_epochs: int
+    lesion_pretrain: Setup
+    """The lesion-sized phantoms' pretraining: :attr:`pretrain` with 500 phantoms per class (the
+    phantom-only probe's ``diverse-long``, its best phantom-only recipe)."""
     octdl_cap: int | None = None
     """At most this many scans of each OCTDL class in each split (``--quick``: the code path only)."""
     pretrain_recipe: tuple[str, ...] = PHANTOM_RECIPE
@@ -113,8 +117,10 @@ def plan(quick: bool, size: int) -> Plan:
     attention model trains at about 15 images/s at 147 px in bf16 on the AMX Xeon, 21 on the
     AMD EPYC."""
     if quick:
-        return Plan(75, 1, 2, (0,), Setup(75, 3, 1, 0, 0, 1, 8), 75, 1, octdl_cap=16)
-    return Plan(size, 12, 5, (0, 1), Setup(size, 150, 10, 0, 0, 1, 16), 128, 12)
+        tiny = Setup(75, 3, 1, 0, 0, 1, 8)
+        return Plan(75, 1, 2, (0,), tiny, 75, 1, tiny, octdl_cap=16)
+    pretrain = Setup(size, 150, 10, 0, 0, 1, 16)
+    return Plan(size, 12, 5, (0, 1), pretrain, 128, 12, replace(pretrain, pretrain_per_class=500))
 
 
 def oct2017_scans() -> list[dict[str, str]]:
@@ -229,16 +235,29 @@ def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+PHANTOM_GENERATORS: dict[str, tuple[PhantomGenerator, bool]] = {
+    "standard": (generate_phantom, False),
+    "realistic": (generate_phantom, True),
+    "lesion-sized": (generate_lesion_sized_phantom, True),
+}
+"""The phantom backbones: name -> (how one phantom is drawn, whether it is rendered in the
+style learnt from ``oct2017-mini/train``). ``lesion-sized`` draws lesions at the sizes real
+scans show them (:mod:`octattn.data.phantom_anatomy`) and trains on :attr:`Plan.lesion_pretrain`;
+part d reads all three, parts a and b start from ``realistic`` (and ``standard``)."""
+
+
 def phantom_backbone(work: Path, p: Plan, generator: str) -> Path:
-    """Plain Inception-v4 trained on phantoms of one generator (``standard``, or ``realistic``:
-    rendered in the style learnt from ``oct2017-mini/train``); returns its run folder (the
-    backbone's weights are ``RUN/../backbone.safetensors``)."""
+    """Plain Inception-v4 trained on phantoms of one of :data:`PHANTOM_GENERATORS`; returns its
+    run folder (the backbone's weights are ``RUN/../backbone.safetensors``)."""
     folder = work / f"phantom-{generator}"
     phantoms = folder / "phantoms"
+    draw, styled = PHANTOM_GENERATORS[generator]
+    setup = p.lesion_pretrain if generator == "lesion-sized" else p.pretrain
     if not (phantoms / "phantoms.json").exists():
-        style = default_style() if generator == "realistic" else None
-        write_phantom_tree(phantoms, {"train": p.pretrain.pretrain_per_class}, seed=11, overwrite=True, style=style)
-    _pretrain(folder, phantoms, p.pretrain, p.pretrain_recipe)
+        style = default_style() if styled else None
+        per_class = {"train": setup.pretrain_per_class}
+        write_phantom_tree(phantoms, per_class, seed=11, overwrite=True, style=style, generator=draw)
+    _pretrain(folder, phantoms, setup, p.pretrain_recipe)
     return folder / "pretrain"
 
 
@@ -580,9 +599,14 @@ def phantom_statistics(per_generator: int = 200) -> dict[str, Any]:
             "median_quantiles": np.median(np.asarray(real.quantiles), axis=0).round(1).tolist(),
         }
     }
-    for generator, style in (("standard", None), ("realistic", default_style())):
+    for generator, (draw, styled) in PHANTOM_GENERATORS.items():
         rng = np.random.default_rng(5)
-        stats = [measure_scan(generate_phantom(i % 4, rng, style=style).image) for i in range(per_generator)]
+        style = default_style() if styled else None
+        # at write_phantom_tree's size and difficulty, as the backbones saw them
+        stats = [
+            measure_scan(draw(i % 4, rng, 256, 248, DIFFICULTIES["standard"], style).image)
+            for i in range(per_generator)
+        ]
         out[generator] = {
             "phantoms": per_generator,
             "speckle_contrast": float(np.median([s.speckle_contrast for s in stats])),
@@ -871,7 +895,7 @@ PARTS = ("a", "b", "c", "d", "e")
 
 
 def backbones_needed(parts: set[str], seeds: tuple[int, ...], phantom_models: bool, standard: bool) -> set[str]:
-    """The phantom generators whose backbones the parts run now load: part d both; parts a and b
+    """The phantom generators whose backbones the parts run now load: part d all three; parts a and b
     the realistic one where any model starts from phantoms (their gentle start runs on every
     seed, not only seed 0; part b only where it runs: pass ``parts`` without it when OCTDL is
     absent) and part a the standard one where seed 0 is among ``seeds`` and ``standard``
@@ -881,6 +905,8 @@ def backbones_needed(parts: set[str], seeds: tuple[int, ...], phantom_models: bo
         needed.add("realistic")
     if "d" in parts or ("a" in parts and 0 in seeds and standard):
         needed.add("standard")
+    if "d" in parts:
+        needed.add("lesion-sized")
     return needed
 
 
@@ -1353,7 +1379,7 @@ def table(results: dict[str, Any]) -> str:
         "| phantoms | all real scans: accuracy (95% CI) | macro-F1 | unseen scans: accuracy (95% CI) |",
         "| --- | ---: | ---: | ---: |",
     ]
-    for generator in ("standard", "realistic"):
+    for generator in (g for g in PHANTOM_GENERATORS if f"{g}_all" in z):  # lesion-sized: since 2026-12-06
         every, unseen = z[f"{generator}_all"], z[f"{generator}_not_in_style"]
         lines.append(
             f"| {generator} | {pct_ci(every['accuracy'], every['accuracy_ci'])} (n={every['n']}) "
@@ -1369,7 +1395,7 @@ def table(results: dict[str, Any]) -> str:
         f"| real | {st['real']['speckle_contrast']:.2f} | {st['real']['noise_floor']:.0f} | "
         f"{_pct(st['real']['wedge_rate'])} | - |",
     ]
-    for generator in ("standard", "realistic"):
+    for generator in (g for g in PHANTOM_GENERATORS if g in st):
         g = st[generator]
         lines.append(
             f"| {generator} phantoms | {g['speckle_contrast']:.2f} | {g['noise_floor']:.0f} | {_pct(g['wedge_rate'])} "

@@ -846,7 +846,11 @@ def test_a_later_seed_alone_still_loads_the_realistic_backbone_its_gentle_start_
     # part b starts its phantom models from the realistic backbone too, on every seed
     assert real_scans.backbones_needed({"b", "e"}, (1,), phantom_models=True, standard=True) == {"realistic"}
     assert real_scans.backbones_needed({"b", "e"}, (0, 1), phantom_models=False, standard=True) == set()
-    assert real_scans.backbones_needed({"d"}, (1,), phantom_models=False, standard=False) == {"realistic", "standard"}
+    assert real_scans.backbones_needed({"d"}, (1,), phantom_models=False, standard=False) == {
+        "realistic",
+        "standard",
+        "lesion-sized",
+    }
 
 
 def test_a_paired_comparison_carries_its_patient_bootstrap_interval():
@@ -1196,3 +1200,91 @@ def test_the_balanced_reading_is_cross_fitted_and_paired(monkeypatch):
     assert "| lesion-sized/onecycle | 14 | 100.0% (" in text and "+75.0 (" in text
     with pytest.raises(ValueError, match="not of the 307 scans"):
         probe.balanced_cv({**reading, "paths": reading["paths"][::-1]})
+
+
+def test_each_phantom_backbone_draws_its_own_phantoms_and_part_d_shows_every_one_it_read(tmp_path, monkeypatch):
+    from octattn.data.phantom import generate_phantom
+    from octattn.data.phantom_anatomy import generate_lesion_sized_phantom
+
+    drawn, trained = {}, {}
+
+    def write(out, per_class, seed, overwrite, style, generator):
+        drawn[out.parent.name] = (per_class["train"], style is not None, generator)
+
+    def pretrain(folder, phantoms, setup, recipe):
+        trained[folder.name] = (setup.pretrain_per_class, setup.pretrain_epochs, tuple(recipe))
+
+    monkeypatch.setattr(real_scans, "write_phantom_tree", write)
+    monkeypatch.setattr(real_scans, "_pretrain", pretrain)
+    p = plan(False, 147)
+    for generator in real_scans.PHANTOM_GENERATORS:
+        assert real_scans.phantom_backbone(tmp_path, p, generator) == tmp_path / f"phantom-{generator}" / "pretrain"
+    assert drawn == {
+        "phantom-standard": (150, False, generate_phantom),
+        "phantom-realistic": (150, True, generate_phantom),
+        "phantom-lesion-sized": (500, True, generate_lesion_sized_phantom),  # the probe's diverse-long
+    }
+    assert (
+        trained["phantom-lesion-sized"]
+        == (500, 10, real_scans.PHANTOM_RECIPE)
+        == (500, *trained["phantom-realistic"][1:])
+    )
+
+    results = _fake_results()
+    old_text = table(results)  # results from before the lesion-sized backbone: no row for it
+    assert "| lesion-sized |" not in old_text and "| realistic |" in old_text
+    best = {"n": 307, "accuracy": 0.52, "macro_f1": 0.5, "accuracy_ci": [0.46, 0.58]}
+    results["zero_shot"] |= {"lesion-sized_all": best, "lesion-sized_not_in_style": best}
+    results["phantom_statistics"]["lesion-sized"] = results["phantom_statistics"]["realistic"]
+    text = table(results)
+    assert "| lesion-sized | 52.0% (46.0%-58.0%) (n=307) |" in text and "| lesion-sized phantoms |" in text
+    assert headline(results)["zero_shot"]["lesion-sized_all"]["accuracy"] == 0.52
+
+
+def test_a_phantom_only_backbone_is_fine_tuned_with_part_as_recipe_and_paired_with_its_baselines(tmp_path, monkeypatch):
+    import benchmarks.phantom_zero_shot as probe
+
+    calls = []
+
+    def cross_validated(folder, p, configs, weights, pairs, seeds, every_seed=frozenset({"scratch"})):
+        calls.append((folder.name, configs, weights, seeds, every_seed))
+        right = {"scratch": 5, "lesion-sized-diverse-s14": 8}.get(folder.name, 14)
+        correct = np.arange(20) < right
+        return {
+            "runs": {
+                f"{configs[0][0]}-{configs[0][1]}": {
+                    "n": 20,
+                    "accuracy": right / 20,
+                    "accuracy_ci": [0.1, 0.9],
+                    "macro_f1": right / 20,
+                    "_order": [f"s{i}.png" for i in range(20)],
+                    "_correct": correct.tolist(),
+                    "_groups": [f"p{i}" for i in range(20)],
+                }
+            }
+        }
+
+    monkeypatch.setattr(probe, "cross_validated", cross_validated)
+    alone = probe.fine_tuned_result(tmp_path, "lesion-sized/diverse-long", 14)
+    folder, configs, weights, seeds, every_seed = calls[0]
+    assert every_seed == frozenset({"phantom_gentle_e20"})  # seed 0 is fine-tuned, whatever the backbone's seed
+    assert folder == "lesion-sized-diverse-long-s14" and configs == [("plain", "phantom_gentle_e20")]
+    assert weights == {"phantom_gentle_e20": tmp_path / folder / "backbone.safetensors"} and seeds == (0,)
+    assert real_scans.START_OVERRIDES[probe.FINE_TUNE_START] == [*real_scans.GENTLE, "epochs=20"]  # gentle, 20 epochs
+    assert probe.PAIRED not in alone and not any(k.startswith("_") for k in alone)  # diverse not fine-tuned here
+    assert alone["machine"]["cores"] >= 1
+    assert calls[1][:4] == ("scratch", [("plain", "scratch")], {}, (0,))  # scratch once, for every pairing
+    assert alone[probe.VS_SCRATCH]["difference_points"] == pytest.approx(45.0)  # 14 of 20 right against 5
+    model = tmp_path / "lesion-sized-diverse-s14" / "pretrain" / "model"  # the baseline's backbone, not fine-tuned
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    assert probe.PAIRED not in probe.fine_tuned_result(tmp_path, "lesion-sized/diverse-long", 14)
+    assert len(calls) == 4  # and the baseline was not fine-tuned to pair with it
+    for k in range(5):  # the baseline's folds finished: the reading pairs with it, training nothing
+        result = tmp_path / "lesion-sized-diverse-s14" / "runs" / f"oct2017-plain-phantom_gentle_e20-fold{k}"
+        result.mkdir(parents=True)
+        (result / "result.json").write_text("{}")
+    paired = probe.fine_tuned_result(tmp_path, "lesion-sized/diverse-long", 14)[probe.PAIRED]
+    assert paired["baseline"] == "diverse" and paired["difference_points"] == pytest.approx(30.0)
+    text = probe.table({"runs": {}, probe.FINE_TUNED: {"lesion-sized/diverse-long": {"14": alone}}})
+    assert "| lesion-sized/diverse-long | 14 | - | 70.0% (10.0%-90.0%) | 0.700 | +45.0 (" in text
