@@ -35,6 +35,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +124,10 @@ def plan(quick: bool, size: int) -> Plan:
     return Plan(size, 12, 5, (0, 1), pretrain, 128, 12, replace(pretrain, pretrain_per_class=500))
 
 
+@cache
 def oct2017_scans() -> list[dict[str, str]]:
-    """Every real OCT2017 scan with its class and its group.
+    """Every real OCT2017 scan with its class and its group (read once a process: the audit
+    hashes every file, and each part and each probe run asks again; callers leave it as it is).
 
     Groups join what must not be split between folds (:func:`linked_groups`): the patient id
     from the name (shared between both folders), byte-identical files, and near-duplicates
@@ -288,6 +291,13 @@ PAIRS_A = (
     ),
     ("plain-phantom_gentle_e20", "attention-phantom_gentle_e20"),
     ("nomask-phantom_gentle_e20", "attention-phantom_gentle_e20"),
+    *(
+        (f"{m}-{a}", f"{m}-lesion_gentle_e20")
+        for m in ("attention", "plain", "nomask")
+        for a in ("scratch", "phantom_gentle_e20")
+    ),
+    ("plain-lesion_gentle_e20", "attention-lesion_gentle_e20"),
+    ("nomask-lesion_gentle_e20", "attention-lesion_gentle_e20"),
 )
 """Part a's paired comparisons (A, B), each made where both runs are in the plan."""
 
@@ -317,12 +327,14 @@ START_OVERRIDES = {
     "octdl_gentle": GENTLE,
     "phantom_gentle": GENTLE,
     "phantom_gentle_e20": [*GENTLE, f"epochs={PAPER_EPOCHS}"],
+    "lesion_gentle_e20": [*GENTLE, f"epochs={PAPER_EPOCHS}"],
 }
 """Starts that differ from another in their recipe, not their weights: ``octdl_gentle`` and
 ``phantom_gentle`` are the OCTDL and the realistic phantoms' backbones at the :data:`GENTLE`
 rate, where ``octdl`` and ``phantom`` train every layer at the rate a model from scratch needs;
 ``phantom_gentle_e20`` is ``phantom_gentle`` for the paper's 20 epochs instead of the plan's 12
-(the one-cycle schedule stretched over them). They come after the plan's settings, so they win."""
+(the one-cycle schedule stretched over them), and ``lesion_gentle_e20`` the same from the
+lesion-sized phantoms' backbone. They come after the plan's settings, so they win."""
 
 
 def seeded(name: str, seed: int) -> str:
@@ -468,13 +480,15 @@ def oct2017_cv(
     phantom_models: tuple[str, ...] = tuple(MODELS),
     seeds: tuple[int, ...] = (0,),
     paper_epochs_models: tuple[str, ...] = (),
+    lesion_models: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Part a: the three models from scratch, ``phantom_models`` from the realistic phantoms'
     backbone (at the rate from scratch, and at the :data:`GENTLE` rate), ``paper_epochs_models``
-    from it at the gentle rate for the paper's 20 epochs (``phantom_gentle_e20``), and the
-    attention model from the standard phantoms' backbone (unless ``standard_pretraining`` is
-    off). The models from scratch and the gentle phantom starts run on every seed, the others
-    on seed 0."""
+    from it at the gentle rate for the paper's 20 epochs (``phantom_gentle_e20``),
+    ``lesion_models`` the same from the lesion-sized phantoms' backbone (``lesion_gentle_e20``),
+    and the attention model from the standard phantoms' backbone (unless
+    ``standard_pretraining`` is off). The models from scratch and the gentle phantom starts run
+    on every seed, the others on seed 0."""
     configs = [
         (model, init)
         for model in MODELS
@@ -483,6 +497,7 @@ def oct2017_cv(
         or (model in phantom_models and init != "phantom_gentle_e20")
         or (model in paper_epochs_models and init == "phantom_gentle_e20")
     ]
+    configs += [(model, "lesion_gentle_e20") for model in MODELS if model in lesion_models]
     if standard_pretraining:  # did realism change what pretraining adds? (last: the first to cut)
         configs.append(("attention", "phantom_standard"))
     weights = {
@@ -491,6 +506,7 @@ def oct2017_cv(
             ("phantom", "realistic"),
             ("phantom_gentle", "realistic"),
             ("phantom_gentle_e20", "realistic"),
+            ("lesion_gentle_e20", "lesion-sized"),
             ("phantom_standard", "standard"),
         )
         if generator in backbones
@@ -504,7 +520,7 @@ def oct2017_cv(
         weights,
         PAIRS_A,
         seeds,
-        every_seed=frozenset({"scratch", "phantom_gentle", "phantom_gentle_e20"}),
+        every_seed=frozenset({"scratch", "phantom_gentle", "phantom_gentle_e20", "lesion_gentle_e20"}),
     )
 
 
@@ -894,18 +910,21 @@ def _metrics(run: dict[str, Any]) -> dict[str, Any]:
 PARTS = ("a", "b", "c", "d", "e")
 
 
-def backbones_needed(parts: set[str], seeds: tuple[int, ...], phantom_models: bool, standard: bool) -> set[str]:
+def backbones_needed(
+    parts: set[str], seeds: tuple[int, ...], phantom_models: bool, standard: bool, lesion: bool = False
+) -> set[str]:
     """The phantom generators whose backbones the parts run now load: part d all three; parts a and b
     the realistic one where any model starts from phantoms (their gentle start runs on every
     seed, not only seed 0; part b only where it runs: pass ``parts`` without it when OCTDL is
-    absent) and part a the standard one where seed 0 is among ``seeds`` and ``standard``
-    pretraining is kept (that start is seed 0's alone)."""
+    absent), part a the standard one where seed 0 is among ``seeds`` and ``standard``
+    pretraining is kept (that start is seed 0's alone) and the lesion-sized one where a model
+    starts from it (``lesion``)."""
     needed = set()
     if "d" in parts or (parts & {"a", "b"} and phantom_models):
         needed.add("realistic")
     if "d" in parts or ("a" in parts and 0 in seeds and standard):
         needed.add("standard")
-    if "d" in parts:
+    if "d" in parts or ("a" in parts and lesion):
         needed.add("lesion-sized")
     return needed
 
@@ -931,6 +950,13 @@ def main() -> int:
         default="",
         help="part a's models that also fine-tune from the realistic phantoms' backbone at the gentle rate for the "
         f"paper's {PAPER_EPOCHS} epochs instead of 12 (phantom_gentle_e20; default none)",
+    )
+    parser.add_argument(
+        "--lesion-models",
+        default="",
+        help="part a's models that also fine-tune from the lesion-sized phantoms' backbone (part d's third, 500 "
+        f"phantoms per class) at the gentle rate for the paper's {PAPER_EPOCHS} epochs (lesion_gentle_e20; default "
+        "none)",
     )
     parser.add_argument(
         "--update",
@@ -966,11 +992,12 @@ def main() -> int:
     results: dict[str, Any] = {"quick": args.quick, "size": p.size, "epochs": p.epochs, "seeds": list(seeds)}
     phantom_models = tuple(m for m in args.phantom_models.split(",") if m)
     paper_epochs_models = tuple(m for m in args.paper_epochs_models.split(",") if m)
-    if not set(phantom_models) | set(paper_epochs_models) <= set(MODELS):
-        parser.error(f"--phantom-models, --paper-epochs-models: choose from {', '.join(MODELS)}")
+    lesion_models = tuple(m for m in args.lesion_models.split(",") if m)
+    if not set(phantom_models) | set(paper_epochs_models) | set(lesion_models) <= set(MODELS):
+        parser.error(f"--phantom-models, --paper-epochs-models, --lesion-models: choose from {', '.join(MODELS)}")
     runnable = parts if octdl is not None else parts - {"b", "e"}
     from_phantoms = bool(phantom_models) or ("a" in parts and bool(paper_epochs_models))
-    needed = backbones_needed(runnable, seeds, from_phantoms, not args.no_standard_pretraining)
+    needed = backbones_needed(runnable, seeds, from_phantoms, not args.no_standard_pretraining, bool(lesion_models))
     backbones = {generator: phantom_backbone(work, p, generator) for generator in sorted(needed)}
     if "b" in parts and octdl is not None:
         realistic = _backbone_file(backbones["realistic"]) if "realistic" in backbones else None
@@ -985,7 +1012,9 @@ def main() -> int:
         results["across"] = across(work, p, octdl or OCTDL_MINI, octdl_model)
     if "a" in parts:
         standard = not args.no_standard_pretraining
-        results["oct2017_cv"] = oct2017_cv(work, p, backbones, standard, phantom_models, seeds, paper_epochs_models)
+        results["oct2017_cv"] = oct2017_cv(
+            work, p, backbones, standard, phantom_models, seeds, paper_epochs_models, lesion_models
+        )
     if "e" in parts and octdl is not None:
         results["oct2017_transfer"] = oct2017_transfer(work, p, octdl, seeds)
     for key in ("oct2017_cv", "oct2017_transfer"):
@@ -1146,6 +1175,7 @@ def paper_question(results: dict[str, Any]) -> dict[str, Any]:
                 "oct2017_cv",
                 cross_validated_pattern.format("phantom_gentle_e20", other),
             ),
+            ("oct2017_cv_lesion_gentle_e20", "oct2017_cv", cross_validated_pattern.format("lesion_gentle_e20", other)),
         ):
             for name, c in results.get(key, {}).get("comparisons", {}).items():
                 if m := re.fullmatch(pattern, name):
@@ -1185,7 +1215,7 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         (b, seed_b), (a, seed_a) = (split_seed(side) for side in name.split(" vs "))
         return seed_a == seed_b and a.endswith("-scratch") and b.startswith(a.removesuffix("scratch") + start)
 
-    for key, start in (("oct2017_cv", "phantom"), ("oct2017_transfer", "octdl")):
+    for key, start in (("oct2017_cv", "phantom"), ("oct2017_cv", "lesion"), ("oct2017_transfer", "octdl")):
         if key in results:
             comparisons = results[key]["comparisons"]
             out[f"{start}_pretraining_gain_points"] = {
@@ -1321,7 +1351,8 @@ def table(results: dict[str, Any]) -> str:
         f"{cv['folds']}-fold cross-validation, {cv.get('size', results['size'])} px, {_recipe(cv, results)}, "
         f"seeds {', '.join(map(str, seeds_of(cv)))} (-sN: seed N; unmarked: seed 0), pooled out-of-fold "
         "(phantom = the realistic phantoms' backbone; phantom_standard = the standard phantoms'; _gentle: "
-        "the backbone's layers at a tenth of the head's rate; _e20: for the paper's 20 epochs)"
+        "the backbone's layers at a tenth of the head's rate; _e20: for the paper's 20 epochs; lesion = the "
+        "lesion-sized phantoms' backbone)"
         f"{_measured('oct2017_cv', results)}:",
         "",
         *_cv_rows(cv["runs"]),
@@ -1423,7 +1454,8 @@ def _paper_question_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         "**The paper's question on real OCT** (attention - other, paired, points (95% CI; p); oct2017_cv and "
         "octdl from scratch, oct2017_transfer from the OCTDL backbone, oct2017_cv_phantom_gentle and "
-        "octdl_phantom_gentle from the realistic phantoms' backbone, at a tenth of the rate; _e20: for 20 epochs):",
+        "octdl_phantom_gentle from the realistic phantoms' backbone, at a tenth of the rate; _e20: for 20 epochs; "
+        "lesion: from the lesion-sized phantoms' backbone):",
         "",
     ]
     for question, found in paper_question(results).items():

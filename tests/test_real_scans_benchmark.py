@@ -121,6 +121,15 @@ def test_headline_names_the_best_model_of_each_part_and_the_tables_show_every_ru
         "attention-phantom vs attention-scratch": 2.0,
         "plain-phantom vs plain-scratch": 2.0,
     }
+    assert top["lesion_pretraining_gain_points"] == {}  # no lesion-sized start in these results
+    results["oct2017_cv"]["comparisons"]["plain-lesion_gentle_e20-s1 vs plain-scratch-s1"] = {
+        "difference_points": 9.0,
+        "p_value": 0.01,
+    }
+    assert headline(results)["lesion_pretraining_gain_points"] == {
+        "plain-lesion_gentle_e20-s1 vs plain-scratch-s1": 9.0
+    }
+    assert "plain-lesion_gentle_e20-s1 vs plain-scratch-s1" not in headline(results)["phantom_pretraining_gain_points"]
     text = table(results)
     for name in results["oct2017_cv"]["runs"]:
         assert f"| {name} |" in text
@@ -788,7 +797,7 @@ def test_part_a_starts_each_phantom_model_at_both_rates_from_the_realistic_backb
     )
     assert real_scans.START_OVERRIDES["phantom_gentle"] == real_scans.GENTLE  # its only difference: the rate
     # the gentle phantom starts are asked on every seed, like scratch; the full-rate starts on seed 0
-    assert seen["every_seed"] == {"scratch", "phantom_gentle", "phantom_gentle_e20"}
+    assert seen["every_seed"] == {"scratch", "phantom_gentle", "phantom_gentle_e20", "lesion_gentle_e20"}
 
 
 def test_part_a_fine_tunes_the_models_asked_for_the_papers_20_epochs_from_the_realistic_backbone(tmp_path, monkeypatch):
@@ -834,6 +843,39 @@ def test_part_a_fine_tunes_the_models_asked_for_the_papers_20_epochs_from_the_re
         }
     )
     assert asked["attention vs plain"] == {"oct2017_cv_phantom_gentle_e20": {"seed 1": {"p_value": 0.5}}}
+
+
+def test_part_a_fine_tunes_the_models_asked_for_from_the_lesion_sized_backbone(tmp_path, monkeypatch):
+    trained: dict[str, list[str]] = {}
+
+    def fake_run_once(name, work, data, overrides, split="test"):
+        trained[name] = overrides
+        return {"name": name}
+
+    rows = [
+        {"path": f"s{i}.png", "label": ["CNV", "DME", "DRUSEN", "NORMAL"][i % 4], "group": str(i)} for i in range(40)
+    ]
+    monkeypatch.setattr(real_scans, "oct2017_scans", lambda: rows)
+    monkeypatch.setattr(real_scans, "run_once", fake_run_once)
+    monkeypatch.setattr(real_scans, "pooled", lambda results: {"of": results[0]["name"]})
+    monkeypatch.setattr(real_scans, "paired", lambda a, b: {"a": a["of"], "b": b["of"], "difference_points": 1.0})
+    backbones = {"lesion-sized": tmp_path / "lesion" / "pretrain", "realistic": tmp_path / "realistic" / "pretrain"}
+    part = real_scans.oct2017_cv(tmp_path, plan(False, 147), backbones, False, (), (0, 1), (), ("plain", "attention"))
+    starts = {name for name in part["runs"] if "scratch" not in name}
+    assert starts == {f"{m}-lesion_gentle_e20{s}" for m in ("plain", "attention") for s in ("", "-s1")}
+    assert trained["oct2017-plain-lesion_gentle_e20-s1-fold2"][-3:] == [
+        f"weights={tmp_path / 'lesion' / 'backbone.safetensors'}",
+        *real_scans.GENTLE,
+        "epochs=20",
+    ]
+    assert {
+        "plain-lesion_gentle_e20-s1 vs plain-scratch-s1",
+        "attention-lesion_gentle_e20 vs plain-lesion_gentle_e20",
+    } <= set(part["comparisons"])
+    top = real_scans.paper_question({"oct2017_cv": part})["attention vs plain"]
+    assert set(top["oct2017_cv_lesion_gentle_e20"]) == {"seed 0", "seed 1"}
+    assert real_scans.backbones_needed({"a"}, (1,), False, False, lesion=True) == {"lesion-sized"}
+    assert real_scans.backbones_needed({"a"}, (1,), False, False) == set()
 
 
 def test_a_later_seed_alone_still_loads_the_realistic_backbone_its_gentle_start_needs():
