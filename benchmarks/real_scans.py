@@ -12,8 +12,10 @@ b. OCTDL, whole (``--octdl PATH``, its train/val/test folders; audited first): t
    class-prior correction fitted on OCTDL's val scans (as ``prior_correction: true``) and as trained.
 c. Across data sets: an OCT2017-trained model (from scratch) on OCTDL's NO and DME
    (``--class-map``), and an OCTDL-trained model on OCT2017's NORMAL and DME.
-d. Phantoms that teach: the phantom-trained backbone's model on the 307 real scans with no
-   real training, and what phantom pretraining adds over scratch (paired, out of fold).
+d. Phantoms that teach: each phantom-trained backbone's model (standard, realistic and
+   lesion-sized phantoms) on the 307 real scans with no real training, and what phantom
+   pretraining adds over scratch (paired, out of fold, in part a; ``--lesion-models`` adds a
+   start from the lesion-sized backbone there).
 e. Real OCT pretraining (``--octdl PATH``): part a's folds and recipe from the backbone of
    part b's plain OCTDL model (another device, other classes, no OCT2017 patient), paired
    with scratch: the nearest thing to ImageNet transfer that is reachable offline.
