@@ -800,7 +800,9 @@ def test_part_a_starts_each_phantom_model_at_both_rates_from_the_realistic_backb
     assert seen["every_seed"] == {"scratch", "phantom_gentle", "phantom_gentle_e20", "lesion_gentle_e20"}
 
 
-def test_part_a_fine_tunes_the_models_asked_for_the_papers_20_epochs_from_the_realistic_backbone(tmp_path, monkeypatch):
+def _fake_part_a_runs(monkeypatch) -> dict[str, list[str]]:
+    """Part a on 40 fake scans with nothing trained: each run's overrides recorded under its
+    name (returned), pooled to its first fold's name, a pair to both names."""
     trained: dict[str, list[str]] = {}
 
     def fake_run_once(name, work, data, overrides, split="test"):
@@ -813,7 +815,12 @@ def test_part_a_fine_tunes_the_models_asked_for_the_papers_20_epochs_from_the_re
     monkeypatch.setattr(real_scans, "oct2017_scans", lambda: rows)
     monkeypatch.setattr(real_scans, "run_once", fake_run_once)
     monkeypatch.setattr(real_scans, "pooled", lambda results: {"of": results[0]["name"]})
-    monkeypatch.setattr(real_scans, "paired", lambda a, b: {"a": a["of"], "b": b["of"]})
+    monkeypatch.setattr(real_scans, "paired", lambda a, b: {"a": a["of"], "b": b["of"], "difference_points": 1.0})
+    return trained
+
+
+def test_part_a_fine_tunes_the_models_asked_for_the_papers_20_epochs_from_the_realistic_backbone(tmp_path, monkeypatch):
+    trained = _fake_part_a_runs(monkeypatch)
     backbones = {"realistic": tmp_path / "realistic" / "pretrain"}
     part = real_scans.oct2017_cv(tmp_path, plan(False, 147), backbones, False, (), (0, 1), ("plain",))
     assert set(part["runs"]) == {
@@ -846,19 +853,7 @@ def test_part_a_fine_tunes_the_models_asked_for_the_papers_20_epochs_from_the_re
 
 
 def test_part_a_fine_tunes_the_models_asked_for_from_the_lesion_sized_backbone(tmp_path, monkeypatch):
-    trained: dict[str, list[str]] = {}
-
-    def fake_run_once(name, work, data, overrides, split="test"):
-        trained[name] = overrides
-        return {"name": name}
-
-    rows = [
-        {"path": f"s{i}.png", "label": ["CNV", "DME", "DRUSEN", "NORMAL"][i % 4], "group": str(i)} for i in range(40)
-    ]
-    monkeypatch.setattr(real_scans, "oct2017_scans", lambda: rows)
-    monkeypatch.setattr(real_scans, "run_once", fake_run_once)
-    monkeypatch.setattr(real_scans, "pooled", lambda results: {"of": results[0]["name"]})
-    monkeypatch.setattr(real_scans, "paired", lambda a, b: {"a": a["of"], "b": b["of"], "difference_points": 1.0})
+    trained = _fake_part_a_runs(monkeypatch)
     backbones = {"lesion-sized": tmp_path / "lesion" / "pretrain", "realistic": tmp_path / "realistic" / "pretrain"}
     part = real_scans.oct2017_cv(tmp_path, plan(False, 147), backbones, False, (), (0, 1), (), ("plain", "attention"))
     starts = {name for name in part["runs"] if "scratch" not in name}
