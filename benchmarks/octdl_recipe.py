@@ -34,6 +34,7 @@ import csv
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,17 @@ import numpy as np
 
 from benchmarks.common import RESULTS, machine, write_results
 from benchmarks.real_scans import (
+    GENTLE,
+    PHANTOM_GENERATORS,
     as_reading,
     averaged,
+    backbone_file,
     measured_phrase,
     octdl_clean_manifest,
     octdl_overrides,
     paired,
     pct_ci,
+    phantom_backbone,
     plan,
     points_p,
     pooled,
@@ -83,6 +88,16 @@ RUN_SUFFIX = {BASELINE: "", "jitter": "-jitter1"}
 """Run-name suffixes that predate this probe (part b's own run; the jitter probe's)."""
 
 
+@dataclass(frozen=True)
+class Start:
+    """A backbone a variant fine-tunes from: its name (a phantom generator's), its weights
+    file, and the overrides that go with it (the transferred layers' rate)."""
+
+    name: str
+    weights: Path
+    overrides: tuple[str, ...] = tuple(GENTLE)
+
+
 def run_name(variant: str, seed: int) -> str:
     """The run folder of one variant and seed; part b's baseline is part b's own run."""
     suffix = RUN_SUFFIX.get(variant, "-" + variant.replace(" ", "-"))
@@ -107,11 +122,14 @@ def _summary(test: dict[str, Any]) -> dict[str, Any]:
     return {k: test[k] for k in ("n", "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci")}
 
 
-def one_variant(work: Path, manifest: Path, variant: str, seed: int) -> dict[str, Any]:
+def one_variant(work: Path, manifest: Path, variant: str, seed: int, start: Start | None = None) -> dict[str, Any]:
     """Train (or reuse) one variant's run and summarise it on validation and test, as it is
-    and with the class-prior correction."""
+    and with the class-prior correction; with ``start``, fine-tuned from that backbone."""
     overrides = [*octdl_overrides(plan(False, 147), MODEL, seed), *VARIANTS[variant][0]]
     name = run_name(variant, seed)
+    if start is not None:
+        overrides += [f"weights={start.weights}", *start.overrides]
+        name += f"-from-{start.name}"
     result = run_once(name, work, manifest, overrides)
     test = pooled([result])
     power, corrected_result = prior_corrected(work / "runs" / name, manifest, result)
@@ -229,6 +247,98 @@ def seed_ensemble(work: Path, manifest: Path, variant: str, seeds: list[int], re
     }
 
 
+FINE_TUNED = "24 epochs"
+"""The variant ``--from-backbone`` fine-tunes by default: the probe's best recipe from scratch."""
+
+STARTS = ("scratch", "backbone")
+"""The two starts :func:`from_backbone` pairs, in the order shown."""
+
+
+def from_backbone(
+    work: Path, manifest: Path, variant: str, generator: str, seeds: list[int], resamples: int = 1000
+) -> dict[str, Any]:
+    """One variant's seeds from scratch and fine-tuned from the backbone of the real-scan
+    benchmark's phantoms of ``generator`` (its layers at :data:`GENTLE`'s tenth of the rate),
+    paired seed by seed on the same test scans, each as trained and with the class-prior
+    correction; with two seeds or more, each start's seeds also read as one model (their
+    calibrated probabilities averaged, validation macro-F1 beside test) and the two ensembles
+    paired. The backbone is trained first where it is missing (part d's, the same folder).
+    """
+    backbone = backbone_file(phantom_backbone(work, plan(False, 147), generator))
+    start = Start(generator, backbone)
+    runs: dict[str, Any] = {}
+    folders: dict[str, list[Path]] = {name: [] for name in STARTS}
+    for seed in seeds:
+        # the fine-tuned run first: where time runs out, the new start's number is the one kept
+        tuned = one_variant(work, manifest, variant, seed, start)
+        scratch = one_variant(work, manifest, variant, seed)
+        runs[str(seed)] = {
+            "scratch": _public(scratch),
+            "backbone": _public(tuned),
+            "paired": paired(scratch["_pooled"], tuned["_pooled"]),
+            "paired_corrected": paired(scratch["_corrected"], tuned["_corrected"]),
+        }
+        folders["scratch"].append(work / "runs" / run_name(variant, seed))
+        folders["backbone"].append(work / "runs" / f"{run_name(variant, seed)}-from-{generator}")
+    found: dict[str, Any] = {
+        "variant": variant,
+        "generator": generator,
+        "overrides": [*VARIANTS[variant][0], *start.overrides],
+        "seeds": seeds,
+        "machine": machine(),
+        "runs": runs,
+    }
+    if len(seeds) >= 2:
+        tests, readings = {}, {}
+        for name, members in folders.items():
+            test = averaged([reading(run, manifest, "test", tta=False) for run in members])
+            val = averaged([reading(run, manifest, "val", tta=False) for run in members])
+            tests[name] = pooled([test], resamples)
+            val_f1 = headline_metrics(np.asarray(val["labels"]), np.asarray(val["probs"]))["f1"]
+            readings[name] = {"val_macro_f1": val_f1, **_summary(tests[name])}
+        found["ensembles"] = {**readings, "paired": paired(tests["scratch"], tests["backbone"])}
+    return found
+
+
+def from_backbone_table(found: dict[str, Any]) -> list[str]:
+    """The docs' lines of ``--from-backbone``: each seed from each start, then the ensembles."""
+    overrides = ", ".join(f"`{o}`" for o in found["overrides"])
+    lines = [
+        f"The {found['variant']} variant from scratch and fine-tuned from the {found['generator']} phantoms' "
+        f"backbone of the real-scan benchmark ({overrides}; the backbone's layers at a tenth of the new head's "
+        f"rate), paired seed by seed on the same test scans (measured {measured_phrase(found['machine'])}):",
+        "",
+        "| seed | start | val macro-F1 (epoch) | test accuracy (95% CI) | test macro-F1 (95% CI) "
+        "| corrected (power): accuracy, macro-F1 | backbone vs scratch, accuracy points (McNemar p) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for seed, pair in found["runs"].items():
+        for name in STARTS:
+            r = pair[name]
+            versus = "-" if name == "scratch" else points_p(pair["paired"])
+            corrected = r["corrected"]
+            lines.append(
+                f"| {seed} | {name} | {r['val_macro_f1']:.3f} ({r['epoch']}) "
+                f"| {pct_ci(r['test']['accuracy'], r['test']['accuracy_ci'])} "
+                f"| {pct_ci(r['test']['macro_f1'], r['test']['macro_f1_ci'])} "
+                f"| ({r['prior_power']:.2f}) {corrected['accuracy']:.1%}, {corrected['macro_f1']:.1%} | {versus} |"
+            )
+    if "ensembles" in found:
+        seeds = ", ".join(str(s) for s in found["seeds"])
+        ensembles = found["ensembles"]
+        lines += ["", f"Seeds {seeds} of each start read as one model (calibrated probabilities averaged):", ""]
+        lines += ["| start | val macro-F1 | test accuracy (95% CI) | test macro-F1 (95% CI) | vs scratch |"]
+        lines += ["| --- | ---: | ---: | ---: | ---: |"]
+        for name in STARTS:
+            r = ensembles[name]
+            versus = "-" if name == "scratch" else points_p(ensembles["paired"])
+            lines.append(
+                f"| {name} | {r['val_macro_f1']:.3f} | {pct_ci(r['accuracy'], r['accuracy_ci'])} "
+                f"| {pct_ci(r['macro_f1'], r['macro_f1_ci'])} | {versus} |"
+            )
+    return lines
+
+
 def _public(run: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in run.items() if not k.startswith("_")}
 
@@ -294,6 +404,8 @@ def table(results: dict[str, Any]) -> str:
         lines += ["", *(f"Seed {s} measured {measured_phrase(m)}." for s, m in machines.items() if m)]
     if "ensemble" in results:
         lines += ["", *ensemble_table(results["ensemble"])]
+    if "from_backbone" in results:
+        lines += ["", *from_backbone_table(results["from_backbone"])]
     return "\n".join(lines)
 
 
@@ -338,24 +450,40 @@ def ensemble_table(ensemble: dict[str, Any]) -> list[str]:
 
 
 def summary(results: dict[str, Any]) -> str:
-    """The README's line of the probe: the reading of ``--ensemble`` that validation picks,
-    against part b's target (nothing where ``--ensemble`` has not run)."""
-    ensemble = results.get("ensemble")
-    if ensemble is None:
-        return "The recipe probe has not read seeds as one model (`--ensemble`)."
-    chosen = ensemble["chosen_on_validation"]
-    r = ensemble["readings"][chosen]
-    seeds = len(ensemble["seeds"])
-    return "\n".join(
-        [
-            "| yardstick | reading (chosen on validation) | accuracy (95% CI) | macro-F1 (95% CI) | target "
-            "| measured on |",
-            "| --- | --- | ---: | ---: | --- | --- |",
-            f"| OCTDL, its clean test split: plain Inception-v4, {ensemble['variant']} ({seeds} seeds) | {chosen} "
-            f"| {pct_ci(r['accuracy'], r['accuracy_ci'])} | {pct_ci(r['macro_f1'], r['macro_f1_ci'])} "
-            f"| macro-F1 0.70 | {ensemble['machine']['cpu']} {ensemble['machine']['date'][:10]} |",
-        ]
+    """The README's rows of the probe: the reading of ``--ensemble`` that validation picks, and
+    each seed of ``--from-backbone`` fine-tuned (one network each) with their ensemble, against
+    part b's target (a line saying so where neither has run)."""
+    rows = []
+    if (ensemble := results.get("ensemble")) is not None:
+        chosen = ensemble["chosen_on_validation"]
+        yardstick = f"plain Inception-v4, {ensemble['variant']} ({len(ensemble['seeds'])} seeds)"
+        reading_name = f"{chosen} (chosen on validation)"
+        rows.append(_summary_row(yardstick, reading_name, ensemble["readings"][chosen], ensemble["machine"]))
+    if (found := results.get("from_backbone")) is not None:
+        yardstick = f"plain Inception-v4, {found['variant']} from the {found['generator']} phantoms' backbone"
+        read = [(f"seed {seed} (one network)", pair["backbone"]["test"]) for seed, pair in found["runs"].items()]
+        if "ensembles" in found:
+            read.append((f"{len(found['seeds'])} seeds as one model", found["ensembles"]["backbone"]))
+        rows += [_summary_row(yardstick, name, r, found["machine"]) for name, r in read]
+    if not rows:
+        return "The recipe probe has not read seeds as one model (`--ensemble`) or from a backbone (`--from-backbone`)."
+    header = [
+        "| yardstick | reading | accuracy (95% CI) | macro-F1 (95% CI) | target | measured on |",
+        "| --- | --- | ---: | ---: | --- | --- |",
+    ]
+    return "\n".join(header + rows)
+
+
+def _summary_row(yardstick: str, reading_name: str, r: dict[str, Any], measured: dict[str, Any]) -> str:
+    return (
+        f"| OCTDL, its clean test split: {yardstick} | {reading_name} | {pct_ci(r['accuracy'], r['accuracy_ci'])} "
+        f"| {pct_ci(r['macro_f1'], r['macro_f1_ci'])} | macro-F1 0.70 | {measured['cpu']} {measured['date'][:10]} |"
     )
+
+
+OWN_MACHINE_SECTIONS = ("ensemble", "from_backbone")
+"""The results file's sections that ``--ensemble`` and ``--from-backbone`` write, each with
+its own machine; a variants' run keeps them as they are."""
 
 
 def seed_machines(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -369,22 +497,32 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--octdl", required=True, help="the whole OCTDL (its train/val/test folders)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    parser.add_argument(
-        "--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)} (default all)"
-    )
+    parser.add_argument("--variants", help=f"comma-separated, of: {', '.join(VARIANTS)} (default all)")
     parser.add_argument("--work", default="runs/real-scans", help="the real-scan benchmark's work folder")
     parser.add_argument(
         "--ensemble",
         metavar="VARIANT",
         help="read this variant's --seeds as one model, with and without flip TTA (the variants are not run)",
     )
+    parser.add_argument(
+        "--from-backbone",
+        metavar="GENERATOR",
+        choices=sorted(PHANTOM_GENERATORS),
+        help=f"fine-tune one variant (--variants, default {FINE_TUNED!r}) from the real-scan benchmark's backbone of "
+        "these phantoms, beside the same variant from scratch, every --seeds (the variants' tables are left as "
+        "they are)",
+    )
     args = parser.parse_args()
     octdl = Path(args.octdl)
     if not octdl.is_dir():
         parser.error(f"--octdl {octdl}: not a folder")
-    variants = [v.strip() for v in args.variants.split(",")]
+    variants = [v.strip() for v in (args.variants or ",".join(VARIANTS)).split(",")]
     if args.ensemble is not None:
         variants = [args.ensemble]
+    elif args.from_backbone is not None:
+        variants = variants if args.variants else [FINE_TUNED]
+        if len(variants) != 1:
+            parser.error("--from-backbone fine-tunes one variant: name it alone in --variants")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
@@ -401,22 +539,23 @@ def main() -> int:
         every = {**{s: r for s, r in kept.items() if s not in results["seeds"]}, **results["seeds"]}
         ordered = {s: every[s] for s in sorted(every, key=int)}
         machines = {s: now if s in results["seeds"] else kept_machines[s] for s in ordered}
-        ensemble = {"ensemble": old["ensemble"]} if "ensemble" in old else {}  # another command's reading
+        readings = {k: old[k] for k in OWN_MACHINE_SECTIONS if k in old}  # other commands' readings
         write_results(
-            "octdl_recipe", {**results, "seeds": ordered, "seed_machines": machines, **ensemble}, table, RESULTS
+            "octdl_recipe", {**results, "seeds": ordered, "seed_machines": machines, **readings}, table, RESULTS
         )
 
-    if args.ensemble is not None:
-        if len(seeds) < 2:
-            parser.error("--ensemble needs two seeds or more (--seeds 0,1)")
+    if args.ensemble is not None and len(seeds) < 2:
+        parser.error("--ensemble needs two seeds or more (--seeds 0,1)")
+    if args.ensemble is not None or args.from_backbone is not None:
         manifest = work / "octdl-clean.csv"
         if not manifest.exists():
             octdl_clean_manifest(octdl, manifest)
-        ensemble = seed_ensemble(work, manifest, args.ensemble, seeds)
+        if args.ensemble is not None:
+            section = {"ensemble": seed_ensemble(work, manifest, args.ensemble, seeds)}
+        else:
+            section = {"from_backbone": from_backbone(work, manifest, variants[0], args.from_backbone, seeds)}
         kept_file = {k: v for k, v in old.items() if k != "machine"}
-        write_results(
-            "octdl_recipe", {**kept_file, "seed_machines": kept_machines, "ensemble": ensemble}, table, RESULTS
-        )
+        write_results("octdl_recipe", {**kept_file, "seed_machines": kept_machines, **section}, table, RESULTS)
         return 0
     probe(work, octdl, seeds, variants, write)
     return 0

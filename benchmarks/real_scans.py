@@ -266,7 +266,8 @@ def phantom_backbone(work: Path, p: Plan, generator: str) -> Path:
     return folder / "pretrain"
 
 
-def _backbone_file(run: Path) -> Path:
+def backbone_file(run: Path) -> Path:
+    """The ``weights=`` file of a :func:`phantom_backbone` run (its classifier left behind)."""
     return run.parent / "backbone.safetensors"
 
 
@@ -503,7 +504,7 @@ def oct2017_cv(
     if standard_pretraining:  # did realism change what pretraining adds? (last: the first to cut)
         configs.append(("attention", "phantom_standard"))
     weights = {
-        init: _backbone_file(backbones[generator])
+        init: backbone_file(backbones[generator])
         for init, generator in (
             ("phantom", "realistic"),
             ("phantom_gentle", "realistic"),
@@ -1002,7 +1003,7 @@ def main() -> int:
     needed = backbones_needed(runnable, seeds, from_phantoms, not args.no_standard_pretraining, bool(lesion_models))
     backbones = {generator: phantom_backbone(work, p, generator) for generator in sorted(needed)}
     if "b" in parts and octdl is not None:
-        realistic = _backbone_file(backbones["realistic"]) if "realistic" in backbones else None
+        realistic = backbone_file(backbones["realistic"]) if "realistic" in backbones else None
         results["octdl"] = octdl_whole(work, p, octdl, seeds, realistic, phantom_models)
     # d and c before a: part a's many runs come last, its standard-phantom runs last of all,
     # so that a run cut short for time loses the least.

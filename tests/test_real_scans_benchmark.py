@@ -2,6 +2,7 @@
 
 import csv
 import json
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -1106,10 +1107,83 @@ def test_the_ensemble_reading_averages_the_seeds_and_names_the_reading_validatio
     assert "| A | 2 | 0 | 0.67 | 0.00 | 1.00 | 0.00 |" in text
     assert "Test CPU" in text and "| ensemble vs seed 0 | +50.0" in text
     line = recipe.summary({"ensemble": found})  # the README's row: the reading validation picked
-    assert "plain Inception-v4, 24 epochs (2 seeds) | ensemble | 100.0% (" in line and "| Test CPU 2026 |" in line
+    assert "24 epochs (2 seeds) | ensemble (chosen on validation) | 100.0% (" in line and "| Test CPU 2026 |" in line
     assert "has not read seeds as one model" in recipe.summary({"seeds": {}})
     with pytest.raises(ValueError, match="two seeds"):
         recipe.seed_ensemble(tmp_path, manifest, "24 epochs", [0])
+
+
+def test_the_recipe_probe_fine_tunes_from_a_phantom_backbone_and_pairs_it_with_scratch(tmp_path, monkeypatch):
+    """Each seed from the backbone (trained first) and from scratch, paired on the same scans;
+    two seeds of each start read as one model. Here the fine-tuned runs are right on all four
+    scans and the runs from scratch on the two A scans only."""
+    import benchmarks.octdl_recipe as recipe
+
+    paths, labels = ["1", "2", "3", "4"], [0, 1, 0, 1]
+    right, only_a = [[0.8, 0.2], [0.3, 0.7]] * 2, [[0.8, 0.2], [0.6, 0.4]] * 2
+    trained: dict[str, list[str]] = {}
+
+    def fake_run_once(name, work, data, overrides, split="test"):
+        trained[name] = overrides
+        _metrics_csv(work / "runs" / name, [(0.5, 1.0)])
+        return _reading(paths, labels, right if "-from-" in name else only_a)
+
+    def fake_reading(run, manifest, split, tta):
+        return _reading(paths, labels, right if "-from-" in run.name else only_a)
+
+    monkeypatch.setattr(recipe, "run_once", fake_run_once)
+    monkeypatch.setattr(recipe, "reading", fake_reading)
+    monkeypatch.setattr(recipe, "prior_corrected", lambda run, manifest, r: (0.0, r))
+    monkeypatch.setattr(
+        recipe, "phantom_backbone", lambda work, p, generator: work / f"phantom-{generator}" / "pretrain"
+    )
+    monkeypatch.setattr(recipe, "machine", lambda: {"cpu": "Test CPU", "cores": 2, "cpu_flags": "", "date": "2026"})
+    found = recipe.from_backbone(tmp_path, tmp_path / "m.csv", "24 epochs", "lesion-sized", [0, 1], resamples=50)
+    tuned = "octdl-plain-s0-24-epochs-from-lesion-sized"
+    assert list(trained) == [
+        tuned,
+        "octdl-plain-s0-24-epochs",
+        f"{tuned.replace('s0', 's1')}",
+        "octdl-plain-s1-24-epochs",
+    ]
+    weights = f"weights={tmp_path / 'phantom-lesion-sized' / 'backbone.safetensors'}"
+    assert trained[tuned][-3:] == ["epochs=24", weights, "lr_backbone=0.0002"]
+    assert not any(o.startswith(("weights=", "lr_backbone=")) for o in trained["octdl-plain-s0-24-epochs"])
+    assert found["overrides"] == ["epochs=24", "lr_backbone=0.0002"] and found["generator"] == "lesion-sized"
+    seed0 = found["runs"]["0"]
+    assert seed0["backbone"]["test"]["accuracy"] == 1.0 and seed0["scratch"]["test"]["accuracy"] == 0.5
+    assert seed0["paired"]["difference_points"] == pytest.approx(50.0) and "_pooled" not in seed0["backbone"]
+    ensembles = found["ensembles"]
+    assert ensembles["backbone"]["accuracy"] == 1.0 and ensembles["backbone"]["val_macro_f1"] == 1.0
+    assert ensembles["paired"]["difference_points"] == pytest.approx(50.0)
+    text = "\n".join(recipe.from_backbone_table(found))
+    assert "| 0 | scratch | 0.500 (1) | 50.0% (" in text and "| 1 | backbone | 0.500 (1) | 100.0% (" in text
+    assert "| (0.00) 100.0%, 100.0% | +50.0 (" in text and "lesion-sized phantoms' backbone" in text
+    assert "| backbone | 1.000 | 100.0% (" in text and "Test CPU" in text
+    line = recipe.summary({"from_backbone": found})
+    assert "24 epochs from the lesion-sized phantoms' backbone | seed 1 (one network) | 100.0% (" in line
+    assert "| 2 seeds as one model | 100.0% (" in line and "| Test CPU 2026 |" in line
+    # one seed: no ensemble, and the README's row still says what it read
+    single = recipe.from_backbone(tmp_path, tmp_path / "m.csv", "24 epochs", "lesion-sized", [0], resamples=50)
+    assert "ensembles" not in single and "seed 0 (one network)" in recipe.summary({"from_backbone": single})
+
+
+def test_the_recipe_probe_fine_tunes_one_variant_at_a_time(tmp_path, monkeypatch, capsys):
+    import benchmarks.octdl_recipe as recipe
+
+    argv = [
+        "octdl_recipe",
+        "--octdl",
+        str(tmp_path),
+        "--from-backbone",
+        "lesion-sized",
+        "--variants",
+        "24 epochs,192 px",
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as stop:
+        recipe.main()
+    assert stop.value.code == 2 and "fine-tunes one variant" in capsys.readouterr().err
 
 
 def test_a_runs_reading_is_kept_and_read_again_once_its_weights_change(bundle, tmp_path, monkeypatch):
