@@ -43,6 +43,7 @@ import numpy as np
 from benchmarks.common import RESULTS, machine, write_results
 from benchmarks.real_scans import (
     GENTLE,
+    MODELS,
     PHANTOM_GENERATORS,
     as_reading,
     averaged,
@@ -98,10 +99,11 @@ class Start:
     overrides: tuple[str, ...] = tuple(GENTLE)
 
 
-def run_name(variant: str, seed: int) -> str:
-    """The run folder of one variant and seed; part b's baseline is part b's own run."""
+def run_name(variant: str, seed: int, model: str = MODEL) -> str:
+    """The run folder of one variant and seed (of ``model``: the probe's own, unless
+    ``--from-backbone`` asks the paper's question); part b's baseline is part b's own run."""
     suffix = RUN_SUFFIX.get(variant, "-" + variant.replace(" ", "-"))
-    return f"octdl-{MODEL}-s{seed}{suffix}"
+    return f"octdl-{model}-s{seed}{suffix}"
 
 
 def best_validation(run: Path) -> dict[str, float]:
@@ -122,11 +124,14 @@ def _summary(test: dict[str, Any]) -> dict[str, Any]:
     return {k: test[k] for k in ("n", "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci")}
 
 
-def one_variant(work: Path, manifest: Path, variant: str, seed: int, start: Start | None = None) -> dict[str, Any]:
+def one_variant(
+    work: Path, manifest: Path, variant: str, seed: int, start: Start | None = None, model: str = MODEL
+) -> dict[str, Any]:
     """Train (or reuse) one variant's run and summarise it on validation and test, as it is
-    and with the class-prior correction; with ``start``, fine-tuned from that backbone."""
-    overrides = [*octdl_overrides(plan(False, 147), MODEL, seed), *VARIANTS[variant][0]]
-    name = run_name(variant, seed)
+    and with the class-prior correction; with ``start``, fine-tuned from that backbone; with
+    ``model``, of another of part b's three models."""
+    overrides = [*octdl_overrides(plan(False, 147), model, seed), *VARIANTS[variant][0]]
+    name = run_name(variant, seed, model)
     if start is not None:
         overrides += [f"weights={start.weights}", *start.overrides]
         name += f"-from-{start.name}"
@@ -254,8 +259,18 @@ STARTS = ("scratch", "backbone")
 """The two starts :func:`from_backbone` pairs, in the order shown."""
 
 
+PAPER_PAIRS = (("plain", "attention"), ("nomask", "attention"))
+"""The paper's question from a backbone, as part b asks it: (A, B) pairs, B - A."""
+
+
 def from_backbone(
-    work: Path, manifest: Path, variant: str, generator: str, seeds: list[int], resamples: int = 1000
+    work: Path,
+    manifest: Path,
+    variant: str,
+    generator: str,
+    seeds: list[int],
+    resamples: int = 1000,
+    models: tuple[str, ...] = (MODEL,),
 ) -> dict[str, Any]:
     """One variant's seeds from scratch and fine-tuned from the backbone of the real-scan
     benchmark's phantoms of ``generator`` (its layers at :data:`GENTLE`'s tenth of the rate),
@@ -263,23 +278,42 @@ def from_backbone(
     correction; with two seeds or more, each start's seeds also read as one model (their
     calibrated probabilities averaged, validation macro-F1 beside test) and the two ensembles
     paired. The backbone is trained first where it is missing (part d's, the same folder).
+
+    ``models`` other than the probe's plain one are fine-tuned from the backbone too, and
+    paired with it and with each other as :data:`PAPER_PAIRS` say (the paper's question asked
+    from this start; from scratch, part b asks it).
     """
     backbone = backbone_file(phantom_backbone(work, plan(False, 147), generator))
     start = Start(generator, backbone)
     runs: dict[str, Any] = {}
     folders: dict[str, list[Path]] = {name: [] for name in STARTS}
+    others = [m for m in models if m != MODEL]
+    # Each seed's fine-tuned plain run first, then its run from scratch, then each other model on
+    # every seed: where time runs out, what is finished answers the most (finished runs are
+    # reused by the next call, and a call with fewer models writes what they answer).
+    tuned: dict[int, dict[str, Any]] = {}
     for seed in seeds:
-        # the fine-tuned run first: where time runs out, the new start's number is the one kept
-        tuned = one_variant(work, manifest, variant, seed, start)
+        tuned[seed] = {MODEL: one_variant(work, manifest, variant, seed, start)}
         scratch = one_variant(work, manifest, variant, seed)
         runs[str(seed)] = {
             "scratch": _public(scratch),
-            "backbone": _public(tuned),
-            "paired": paired(scratch["_pooled"], tuned["_pooled"]),
-            "paired_corrected": paired(scratch["_corrected"], tuned["_corrected"]),
+            "backbone": _public(tuned[seed][MODEL]),
+            "paired": paired(scratch["_pooled"], tuned[seed][MODEL]["_pooled"]),
+            "paired_corrected": paired(scratch["_corrected"], tuned[seed][MODEL]["_corrected"]),
         }
         folders["scratch"].append(work / "runs" / run_name(variant, seed))
         folders["backbone"].append(work / "runs" / f"{run_name(variant, seed)}-from-{generator}")
+    if others:
+        for model in others:
+            for seed in seeds:
+                tuned[seed][model] = one_variant(work, manifest, variant, seed, start, model)
+        for seed in seeds:
+            runs[str(seed)]["models"] = {m: _public(tuned[seed][m]) for m in others}
+            runs[str(seed)]["paper_question"] = {
+                f"{b} vs {a}": paired(tuned[seed][a]["_pooled"], tuned[seed][b]["_pooled"])
+                for a, b in PAPER_PAIRS
+                if a in tuned[seed] and b in tuned[seed]
+            }
     found: dict[str, Any] = {
         "variant": variant,
         "generator": generator,
@@ -313,16 +347,15 @@ def from_backbone_table(found: dict[str, Any]) -> list[str]:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for seed, pair in found["runs"].items():
-        for name in STARTS:
-            r = pair[name]
-            versus = "-" if name == "scratch" else points_p(pair["paired"])
-            corrected = r["corrected"]
-            lines.append(
-                f"| {seed} | {name} | {r['val_macro_f1']:.3f} ({r['epoch']}) "
-                f"| {pct_ci(r['test']['accuracy'], r['test']['accuracy_ci'])} "
-                f"| {pct_ci(r['test']['macro_f1'], r['test']['macro_f1_ci'])} "
-                f"| ({r['prior_power']:.2f}) {corrected['accuracy']:.1%}, {corrected['macro_f1']:.1%} | {versus} |"
-            )
+        lines.append(_start_row(seed, "scratch", pair["scratch"], "-"))
+        lines.append(_start_row(seed, f"backbone ({MODEL})", pair["backbone"], points_p(pair["paired"])))
+        for model, r in pair.get("models", {}).items():
+            lines.append(_start_row(seed, f"backbone ({model})", r, "-"))
+    asked = {seed: pair["paper_question"] for seed, pair in found["runs"].items() if "paper_question" in pair}
+    if asked:
+        lines += ["", "The paper's question from this backbone (B vs A: B - A, paired on the same test scans):", ""]
+        lines += ["| seed | B vs A | accuracy difference, points (95% CI; McNemar p) |", "| --- | --- | ---: |"]
+        lines += [f"| {seed} | {pair} | {points_p(c)} |" for seed, pairs in asked.items() for pair, c in pairs.items()]
     if "ensembles" in found:
         seeds = ", ".join(str(s) for s in found["seeds"])
         ensembles = found["ensembles"]
@@ -337,6 +370,17 @@ def from_backbone_table(found: dict[str, Any]) -> list[str]:
                 f"| {pct_ci(r['macro_f1'], r['macro_f1_ci'])} | {versus} |"
             )
     return lines
+
+
+def _start_row(seed: str, start: str, r: dict[str, Any], versus: str) -> str:
+    """One run's row of :func:`from_backbone_table`."""
+    corrected = r["corrected"]
+    return (
+        f"| {seed} | {start} | {r['val_macro_f1']:.3f} ({r['epoch']}) "
+        f"| {pct_ci(r['test']['accuracy'], r['test']['accuracy_ci'])} "
+        f"| {pct_ci(r['test']['macro_f1'], r['test']['macro_f1_ci'])} "
+        f"| ({r['prior_power']:.2f}) {corrected['accuracy']:.1%}, {corrected['macro_f1']:.1%} | {versus} |"
+    )
 
 
 def _public(run: dict[str, Any]) -> dict[str, Any]:
@@ -512,6 +556,12 @@ def main() -> int:
         "these phantoms, beside the same variant from scratch, every --seeds (the variants' tables are left as "
         "they are)",
     )
+    parser.add_argument(
+        "--models",
+        default=MODEL,
+        help="with --from-backbone: the models fine-tuned from it (of plain, attention, nomask; plain is always "
+        "run, the one paired with scratch): the paper's question asked from that start (default plain)",
+    )
     args = parser.parse_args()
     octdl = Path(args.octdl)
     if not octdl.is_dir():
@@ -523,6 +573,9 @@ def main() -> int:
         variants = variants if args.variants else [FINE_TUNED]
         if len(variants) != 1:
             parser.error("--from-backbone fine-tunes one variant: name it alone in --variants")
+    models = tuple(dict.fromkeys([MODEL, *(m.strip() for m in args.models.split(",") if m.strip())]))
+    if not set(models) <= set(MODELS):
+        parser.error(f"--models: choose from {', '.join(MODELS)}")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
@@ -553,7 +606,8 @@ def main() -> int:
         if args.ensemble is not None:
             section = {"ensemble": seed_ensemble(work, manifest, args.ensemble, seeds)}
         else:
-            section = {"from_backbone": from_backbone(work, manifest, variants[0], args.from_backbone, seeds)}
+            found = from_backbone(work, manifest, variants[0], args.from_backbone, seeds, models=models)
+            section = {"from_backbone": found}
         kept_file = {k: v for k, v in old.items() if k != "machine"}
         write_results("octdl_recipe", {**kept_file, "seed_machines": kept_machines, **section}, table, RESULTS)
         return 0

@@ -1115,8 +1115,9 @@ def test_the_ensemble_reading_averages_the_seeds_and_names_the_reading_validatio
 
 def test_the_recipe_probe_fine_tunes_from_a_phantom_backbone_and_pairs_it_with_scratch(tmp_path, monkeypatch):
     """Each seed from the backbone (trained first) and from scratch, paired on the same scans;
-    two seeds of each start read as one model. Here the fine-tuned runs are right on all four
-    scans and the runs from scratch on the two A scans only."""
+    two seeds of each start read as one model; the attention model fine-tuned too, paired with
+    plain (the paper's question from that start). Here the fine-tuned plain runs are right on
+    all four scans, the runs from scratch and the attention model on the two A scans only."""
     import benchmarks.octdl_recipe as recipe
 
     paths, labels = ["1", "2", "3", "4"], [0, 1, 0, 1]
@@ -1126,7 +1127,7 @@ def test_the_recipe_probe_fine_tunes_from_a_phantom_backbone_and_pairs_it_with_s
     def fake_run_once(name, work, data, overrides, split="test"):
         trained[name] = overrides
         _metrics_csv(work / "runs" / name, [(0.5, 1.0)])
-        return _reading(paths, labels, right if "-from-" in name else only_a)
+        return _reading(paths, labels, right if "plain" in name and "-from-" in name else only_a)
 
     def fake_reading(run, manifest, split, tta):
         return _reading(paths, labels, right if "-from-" in run.name else only_a)
@@ -1138,14 +1139,13 @@ def test_the_recipe_probe_fine_tunes_from_a_phantom_backbone_and_pairs_it_with_s
         recipe, "phantom_backbone", lambda work, p, generator: work / f"phantom-{generator}" / "pretrain"
     )
     monkeypatch.setattr(recipe, "machine", lambda: {"cpu": "Test CPU", "cores": 2, "cpu_flags": "", "date": "2026"})
-    found = recipe.from_backbone(tmp_path, tmp_path / "m.csv", "24 epochs", "lesion-sized", [0, 1], resamples=50)
+    models = ("plain", "attention")
+    found = recipe.from_backbone(tmp_path, tmp_path / "m.csv", "24 epochs", "lesion-sized", [0, 1], 50, models)
     tuned = "octdl-plain-s0-24-epochs-from-lesion-sized"
-    assert list(trained) == [
-        tuned,
-        "octdl-plain-s0-24-epochs",
-        f"{tuned.replace('s0', 's1')}",
-        "octdl-plain-s1-24-epochs",
-    ]
+    attention = tuned.replace("plain", "attention")
+    seed1 = [name.replace("-s0-", "-s1-") for name in (tuned, "octdl-plain-s0-24-epochs", attention)]
+    assert list(trained) == [tuned, "octdl-plain-s0-24-epochs", *seed1[:2], attention, seed1[2]]
+    assert "model=inception_v4_attention" in trained[attention] and trained[attention][-1] == "lr_backbone=0.0002"
     weights = f"weights={tmp_path / 'phantom-lesion-sized' / 'backbone.safetensors'}"
     assert trained[tuned][-3:] == ["epochs=24", weights, "lr_backbone=0.0002"]
     assert not any(o.startswith(("weights=", "lr_backbone=")) for o in trained["octdl-plain-s0-24-epochs"])
@@ -1153,11 +1153,15 @@ def test_the_recipe_probe_fine_tunes_from_a_phantom_backbone_and_pairs_it_with_s
     seed0 = found["runs"]["0"]
     assert seed0["backbone"]["test"]["accuracy"] == 1.0 and seed0["scratch"]["test"]["accuracy"] == 0.5
     assert seed0["paired"]["difference_points"] == pytest.approx(50.0) and "_pooled" not in seed0["backbone"]
+    assert seed0["models"]["attention"]["test"]["accuracy"] == 0.5
+    assert seed0["paper_question"]["attention vs plain"]["difference_points"] == pytest.approx(-50.0)
+    assert "attention vs nomask" not in seed0["paper_question"]  # no masks: not run
     ensembles = found["ensembles"]
     assert ensembles["backbone"]["accuracy"] == 1.0 and ensembles["backbone"]["val_macro_f1"] == 1.0
     assert ensembles["paired"]["difference_points"] == pytest.approx(50.0)
     text = "\n".join(recipe.from_backbone_table(found))
-    assert "| 0 | scratch | 0.500 (1) | 50.0% (" in text and "| 1 | backbone | 0.500 (1) | 100.0% (" in text
+    assert "| 0 | scratch | 0.500 (1) | 50.0% (" in text and "| 1 | backbone (plain) | 0.500 (1) | 100.0% (" in text
+    assert "| 1 | backbone (attention) | 0.500 (1) | 50.0% (" in text and "| 1 | attention vs plain | -50.0 (" in text
     assert "| (0.00) 100.0%, 100.0% | +50.0 (" in text and "lesion-sized phantoms' backbone" in text
     assert "| backbone | 1.000 | 100.0% (" in text and "Test CPU" in text
     line = recipe.summary({"from_backbone": found})
@@ -1166,24 +1170,26 @@ def test_the_recipe_probe_fine_tunes_from_a_phantom_backbone_and_pairs_it_with_s
     # one seed: no ensemble, and the README's row still says what it read
     single = recipe.from_backbone(tmp_path, tmp_path / "m.csv", "24 epochs", "lesion-sized", [0], resamples=50)
     assert "ensembles" not in single and "seed 0 (one network)" in recipe.summary({"from_backbone": single})
+    assert "models" not in single["runs"]["0"] and "paper's question" not in "\n".join(
+        recipe.from_backbone_table(single)
+    )
 
 
-def test_the_recipe_probe_fine_tunes_one_variant_at_a_time(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--variants", "24 epochs,192 px"], "fine-tunes one variant"),
+        (["--models", "attention,vgg"], "--models: choose from attention, plain, nomask"),
+    ],
+)
+def test_the_recipe_probe_fine_tunes_one_variant_of_part_bs_models(tmp_path, monkeypatch, capsys, extra, message):
     import benchmarks.octdl_recipe as recipe
 
-    argv = [
-        "octdl_recipe",
-        "--octdl",
-        str(tmp_path),
-        "--from-backbone",
-        "lesion-sized",
-        "--variants",
-        "24 epochs,192 px",
-    ]
+    argv = ["octdl_recipe", "--octdl", str(tmp_path), "--from-backbone", "lesion-sized", *extra]
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as stop:
         recipe.main()
-    assert stop.value.code == 2 and "fine-tunes one variant" in capsys.readouterr().err
+    assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_a_runs_reading_is_kept_and_read_again_once_its_weights_change(bundle, tmp_path, monkeypatch):
