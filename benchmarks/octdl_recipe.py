@@ -99,11 +99,12 @@ class Start:
     overrides: tuple[str, ...] = tuple(GENTLE)
 
 
-def run_name(variant: str, seed: int, model: str = MODEL) -> str:
+def run_name(variant: str, seed: int, model: str = MODEL, start: str | None = None) -> str:
     """The run folder of one variant and seed (of ``model``: the probe's own, unless
-    ``--from-backbone`` asks the paper's question); part b's baseline is part b's own run."""
+    ``--from-backbone`` asks the paper's question; fine-tuned from the backbone ``start``
+    names, or from scratch); part b's baseline is part b's own run."""
     suffix = RUN_SUFFIX.get(variant, "-" + variant.replace(" ", "-"))
-    return f"octdl-{model}-s{seed}{suffix}"
+    return f"octdl-{model}-s{seed}{suffix}" + (f"-from-{start}" if start else "")
 
 
 def best_validation(run: Path) -> dict[str, float]:
@@ -131,10 +132,9 @@ def one_variant(
     and with the class-prior correction; with ``start``, fine-tuned from that backbone; with
     ``model``, of another of part b's three models."""
     overrides = [*octdl_overrides(plan(False, 147), model, seed), *VARIANTS[variant][0]]
-    name = run_name(variant, seed, model)
+    name = run_name(variant, seed, model, start.name if start else None)
     if start is not None:
         overrides += [f"weights={start.weights}", *start.overrides]
-        name += f"-from-{start.name}"
     result = run_once(name, work, manifest, overrides)
     test = pooled([result])
     power, corrected_result = prior_corrected(work / "runs" / name, manifest, result)
@@ -302,7 +302,7 @@ def from_backbone(
             "paired_corrected": paired(scratch["_corrected"], tuned[seed][MODEL]["_corrected"]),
         }
         folders["scratch"].append(work / "runs" / run_name(variant, seed))
-        folders["backbone"].append(work / "runs" / f"{run_name(variant, seed)}-from-{generator}")
+        folders["backbone"].append(work / "runs" / run_name(variant, seed, start=generator))
     if others:
         for model in others:
             for seed in seeds:
