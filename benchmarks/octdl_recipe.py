@@ -505,9 +505,15 @@ def summary(results: dict[str, Any]) -> str:
         rows.append(_summary_row(yardstick, reading_name, ensemble["readings"][chosen], ensemble["machine"]))
     if (found := results.get("from_backbone")) is not None:
         yardstick = f"plain Inception-v4, {found['variant']} from the {found['generator']} phantoms' backbone"
-        read = [(f"seed {seed} (one network)", pair["backbone"]["test"]) for seed, pair in found["runs"].items()]
+        # each reading beside its pair from scratch (same seed, CPU and test scans): what the start adds
+        read = [
+            (f"seed {seed}, one network; accuracy vs scratch {points_p(pair['paired'])}", pair["backbone"]["test"])
+            for seed, pair in found["runs"].items()
+        ]
         if "ensembles" in found:
-            read.append((f"{len(found['seeds'])} seeds as one model", found["ensembles"]["backbone"]))
+            ensembles = found["ensembles"]
+            name = f"{len(found['seeds'])} seeds as one model; accuracy vs scratch's {points_p(ensembles['paired'])}"
+            read.append((name, ensembles["backbone"]))
         rows += [_summary_row(yardstick, name, r, found["machine"]) for name, r in read]
     if not rows:
         return "The recipe probe has not read seeds as one model (`--ensemble`) or from a backbone (`--from-backbone`)."

@@ -1165,11 +1165,13 @@ def test_the_recipe_probe_fine_tunes_from_a_phantom_backbone_and_pairs_it_with_s
     assert "| (0.00) 100.0%, 100.0% | +50.0 (" in text and "lesion-sized phantoms' backbone" in text
     assert "| backbone | 1.000 | 100.0% (" in text and "Test CPU" in text
     line = recipe.summary({"from_backbone": found})
-    assert "24 epochs from the lesion-sized phantoms' backbone | seed 1 (one network) | 100.0% (" in line
-    assert "| 2 seeds as one model | 100.0% (" in line and "| Test CPU 2026 |" in line
+    assert (
+        "24 epochs from the lesion-sized phantoms' backbone | seed 1, one network; accuracy vs scratch +50.0 (" in line
+    )
+    assert "| 2 seeds as one model; accuracy vs scratch's +50.0 (" in line and "| Test CPU 2026 |" in line
     # one seed: no ensemble, and the README's row still says what it read
     single = recipe.from_backbone(tmp_path, tmp_path / "m.csv", "24 epochs", "lesion-sized", [0], resamples=50)
-    assert "ensembles" not in single and "seed 0 (one network)" in recipe.summary({"from_backbone": single})
+    assert "ensembles" not in single and "seed 0, one network" in recipe.summary({"from_backbone": single})
     assert "models" not in single["runs"]["0"] and "paper's question" not in "\n".join(
         recipe.from_backbone_table(single)
     )
