@@ -25,6 +25,12 @@ the ensemble as trained and with flip test-time augmentation (``--tta``), on val
 test, with each class's F1 beside its number of training scans: where macro-F1 is lost. The
 reading validation picks is named; test only reports it. Kept under the file's ``ensemble``
 key with its own machine; the variants' tables are left as they are.
+
+``--from-backbone GENERATOR [--variants VARIANT] [--models plain,attention,nomask] --seeds 0,1``
+fine-tunes one variant (``24 epochs`` by default) from the real-scan benchmark's backbone of
+those phantoms at a tenth of the head's rate, beside the same variant from scratch, paired
+seed by seed; the other models, where named, are fine-tuned from it too and paired with plain
+(the paper's question from that start). Kept under ``from_backbone`` with its own machine.
 """
 
 from __future__ import annotations
