@@ -233,10 +233,7 @@ def seed_ensemble(work: Path, manifest: Path, variant: str, seeds: list[int], re
             found.update({name + mark: one for name, one in zip(runs, members, strict=True)})
             found["ensemble" + mark] = averaged(members)
     tests = {name: pooled([one], resamples) for name, one in split_readings["test"].items()}
-    val_f1 = {
-        name: headline_metrics(np.asarray(one["labels"]), np.asarray(one["probs"]))["f1"]
-        for name, one in split_readings["val"].items()
-    }
+    val_f1 = {name: macro_f1(one) for name, one in split_readings["val"].items()}
     comparisons = {
         **{f"ensemble{m} vs {s}{m}": paired(tests[s + m], tests["ensemble" + m]) for s in runs for m in ("", TTA_MARK)},
         **{f"{n}{TTA_MARK} vs {n}": paired(tests[n], tests[n + TTA_MARK]) for n in [*runs, "ensemble"]},
@@ -260,6 +257,9 @@ def seed_ensemble(work: Path, manifest: Path, variant: str, seeds: list[int], re
 
 FINE_TUNED = "24 epochs"
 """The variant ``--from-backbone`` fine-tunes by default: the probe's best recipe from scratch."""
+
+SPLITS = ("test", "val")
+"""What an ensemble of :func:`from_backbone` reads: test reported, validation beside it."""
 
 STARTS = ("scratch", "backbone")
 """The two starts :func:`from_backbone` pairs, in the order shown."""
@@ -292,7 +292,6 @@ def from_backbone(
     backbone = backbone_file(phantom_backbone(work, plan(False, 147), generator))
     start = Start(generator, backbone)
     runs: dict[str, Any] = {}
-    folders: dict[str, list[Path]] = {name: [] for name in STARTS}
     others = [m for m in models if m != MODEL]
     # Each seed's fine-tuned plain run first, then its run from scratch, then each other model on
     # every seed: where time runs out, what is finished answers the most (finished runs are
@@ -307,12 +306,10 @@ def from_backbone(
             "paired": paired(scratch["_pooled"], tuned[seed][MODEL]["_pooled"]),
             "paired_corrected": paired(scratch["_corrected"], tuned[seed][MODEL]["_corrected"]),
         }
-        folders["scratch"].append(work / "runs" / run_name(variant, seed))
-        folders["backbone"].append(work / "runs" / run_name(variant, seed, start=generator))
+    for model in others:
+        for seed in seeds:
+            tuned[seed][model] = one_variant(work, manifest, variant, seed, start, model)
     if others:
-        for model in others:
-            for seed in seeds:
-                tuned[seed][model] = one_variant(work, manifest, variant, seed, start, model)
         for seed in seeds:
             runs[str(seed)]["models"] = {m: _public(tuned[seed][m]) for m in others}
             runs[str(seed)]["paper_question"] = {
@@ -330,12 +327,11 @@ def from_backbone(
     }
     if len(seeds) >= 2:
         tests, readings = {}, {}
-        for name, members in folders.items():
-            test = averaged([reading(run, manifest, "test", tta=False) for run in members])
-            val = averaged([reading(run, manifest, "val", tta=False) for run in members])
+        for name, from_start in (("scratch", None), ("backbone", generator)):
+            members = [work / "runs" / run_name(variant, seed, start=from_start) for seed in seeds]
+            test, val = (averaged([reading(run, manifest, split, tta=False) for run in members]) for split in SPLITS)
             tests[name] = pooled([test], resamples)
-            val_f1 = headline_metrics(np.asarray(val["labels"]), np.asarray(val["probs"]))["f1"]
-            readings[name] = {"val_macro_f1": val_f1, **_summary(tests[name])}
+            readings[name] = {"val_macro_f1": macro_f1(val), **_summary(tests[name])}
         found["ensembles"] = {**readings, "paired": paired(tests["scratch"], tests["backbone"])}
     return found
 
@@ -387,6 +383,11 @@ def _start_row(seed: str, start: str, r: dict[str, Any], versus: str) -> str:
         f"| {pct_ci(r['test']['macro_f1'], r['test']['macro_f1_ci'])} "
         f"| ({r['prior_power']:.2f}) {corrected['accuracy']:.1%}, {corrected['macro_f1']:.1%} | {versus} |"
     )
+
+
+def macro_f1(one: dict[str, Any]) -> float:
+    """A reading's macro-F1 (``as_reading``'s form: its labels and probabilities)."""
+    return float(headline_metrics(np.asarray(one["labels"]), np.asarray(one["probs"]))["f1"])
 
 
 def _public(run: dict[str, Any]) -> dict[str, Any]:
