@@ -28,7 +28,7 @@ from benchmarks.common import REPO, RESULTS, measured_on
 
 DOCS = REPO / "docs"
 BLOCK = re.compile(
-    r"(<!-- results: (?P<name>[a-z_]+(?:\.[a-z_]+)?) -->\n)(?P<body>.*?)(<!-- /results -->)",
+    r"(<!-- results: (?P<name>[a-z0-9_]+(?:\.[a-z0-9_]+)?) -->\n)(?P<body>.*?)(<!-- /results -->)",
     re.S,
 )
 

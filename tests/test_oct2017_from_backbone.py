@@ -81,6 +81,15 @@ def test_the_models_are_fine_tuned_from_the_backbone_and_paired_seed_by_seed(fak
     assert "| 1 | attention vs plain | -50.0 (" in text and "| 0 | nomask | 0.0% (" in text
     assert "lesion-sized phantoms' backbone" in text
 
+    # the docs render the table from the JSON (a results name with digits was once skipped silently)
+    from benchmarks import docs_tables
+
+    monkeypatch.setattr(docs_tables, "RESULTS", tmp_path / "results")
+    page = tmp_path / "page.md"
+    page.write_text("<!-- results: oct2017_from_backbone -->\n<!-- /results -->\n")
+    assert docs_tables.stale_pages([page]) == [page]
+    assert "| 1 | attention vs plain | -50.0 (" in docs_tables.refreshed(page.read_text())
+
     # another recipe (the image size) cannot share the table: the seeds before it are dropped
     other = _main(monkeypatch, tmp_path, "--models", "plain", "--seeds", "2", "--size", "160")
     assert list(other["seeds"]) == ["2"] and other["size"] == 160
