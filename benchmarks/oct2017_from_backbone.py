@@ -57,17 +57,18 @@ def fine_tuned_seed(work: Path, generator: str, models: tuple[str, ...], seed: i
     weights = {start: backbone_file(phantom_backbone(work, p, generator))}
     part = cross_validated(work, p, [(m, start) for m in models], weights, PAIRS_A, (seed,), frozenset({start}))
     runs = {
-        split_seed(name)[0].removesuffix(f"-{start}"): {k: v for k, v in run.items() if not k.startswith("_")}
+        _model_of(name, start): {k: v for k, v in run.items() if not k.startswith("_")}
         for name, run in part["runs"].items()
     }
-    comparisons = {_pair_name(name, start): c for name, c in part["comparisons"].items()}
+    comparisons = {
+        " vs ".join(_model_of(n, start) for n in name.split(" vs ")): c for name, c in part["comparisons"].items()
+    }
     return {"machine": machine(), "runs": runs, "comparisons": comparisons}
 
 
-def _pair_name(name: str, start: str) -> str:
-    """'attention-lesion_gentle_e20-s1 vs plain-lesion_gentle_e20-s1' -> 'attention vs plain'."""
-    b, a = name.split(" vs ")
-    return " vs ".join(split_seed(n)[0].removesuffix(f"-{start}") for n in (b, a))
+def _model_of(name: str, start: str) -> str:
+    """A part a run's model: 'attention-lesion_gentle_e20-s1' -> 'attention'."""
+    return split_seed(name)[0].removesuffix(f"-{start}")
 
 
 def table(results: dict[str, Any]) -> str:
