@@ -1345,8 +1345,9 @@ def _octdl_rows(o: dict[str, Any], lead: str) -> list[str]:
     return lines
 
 
-def table(results: dict[str, Any]) -> str:
-    """The docs' tables of a ``real_scans.json``."""
+def table(results: dict[str, Any], elsewhere: Path | None = RESULTS) -> str:
+    """The docs' tables of a ``real_scans.json`` (the paper's question with the lesion-backbone
+    probes' answers read from ``elsewhere``, the results folder; ``None``: this file's alone)."""
     cv = results["oct2017_cv"]
     lines = [
         f"{'QUICK RUN (tiny models; the numbers mean nothing). ' if results['quick'] else ''}"
@@ -1449,24 +1450,149 @@ def table(results: dict[str, Any]) -> str:
             *_comparison_rows(e["comparisons"]),
             *_ensemble_rows(e),
         ]
-    lines += ["", *_paper_question_lines(results)]
+    lines += ["", *_paper_question_lines(results, elsewhere)]
     return "\n".join(lines)
 
 
-def _paper_question_lines(results: dict[str, Any]) -> list[str]:
+START_LABELS = {
+    "scratch": "scratch",
+    "phantom": "realistic phantoms' backbone, every layer at the full rate",
+    "phantom_gentle": "realistic phantoms' backbone at a tenth of the rate",
+    "phantom_gentle_e20": "realistic phantoms' backbone at a tenth, 20 epochs",
+    "lesion_gentle_e20": "lesion-sized phantoms' backbone at a tenth, 20 epochs",
+    "octdl": "the OCTDL model's backbone, every layer at the full rate",
+    "octdl_gentle": "the OCTDL model's backbone at a tenth of the rate",
+}
+"""What each start of parts a, b and e is, in the README's words (a start not here: its name)."""
+
+QUESTION_SETTINGS = {
+    "oct2017_cv": ("OCT2017", "scratch"),
+    "octdl": ("OCTDL", "scratch"),
+    "oct2017_transfer": ("OCT2017", "octdl_gentle"),
+    "oct2017_cv_phantom_gentle": ("OCT2017", "phantom_gentle"),
+    "octdl_phantom_gentle": ("OCTDL", "phantom_gentle"),
+    "oct2017_cv_phantom_gentle_e20": ("OCT2017", "phantom_gentle_e20"),
+    "oct2017_cv_lesion_gentle_e20": ("OCT2017", "lesion_gentle_e20"),
+}
+""":func:`paper_question`'s settings: the data set and the start each asks it on."""
+
+QUESTIONS = ("attention vs plain", "attention vs nomask")
+
+
+def _cpu_name(m: dict[str, Any]) -> str:
+    """'Intel Xeon', 'AMD EPYC': a machine's CPU, short enough for a table cell."""
+    return str(m["cpu"]).replace("(R)", "").removesuffix(" Processor").strip()
+
+
+def _part_of(where: str) -> str:
+    """The part (results key) a :data:`QUESTION_SETTINGS` setting was measured in."""
+    return "octdl" if where.startswith("octdl") else "oct2017_transfer" if where == "oct2017_transfer" else "oct2017_cv"
+
+
+def _seed_cpu(results: dict[str, Any], part: str, seed: str) -> str:
+    """The CPU one seed of a part ran on (a seed joined later has its own; '-' in a file from
+    before machines were kept)."""
+    joined = results.get(part, {}).get("seed_machines", {})
+    number = seed.removeprefix("seed ")
+    m = joined.get(number) or results.get("machines", {}).get(part) or results.get("machine")
+    return _cpu_name(m) if m else "-"
+
+
+QuestionRow = tuple[str, str, str, dict[str, Any], str]
+"""(data set, start, seed, {question: paired comparison}, CPU): one row of the paper's question."""
+
+
+def probe_answers(folder: Path) -> list[QuestionRow]:
+    """The paper's question as the two lesion-backbone probes asked it, read from their results
+    files in ``folder`` (``oct2017_from_backbone.json``; ``octdl_recipe.json``'s
+    ``from_backbone``); none where a probe has not run."""
+    rows: list[QuestionRow] = []
+    oct2017 = folder / "oct2017_from_backbone.json"
+    if oct2017.is_file():
+        found = json.loads(oct2017.read_text())
+        start = f"{found['backbone']} phantoms' backbone (part d's) at a tenth, {found['epochs']} epochs"
+        for seed, one in found["seeds"].items():
+            rows.append(("OCT2017", start, f"seed {seed}", one["comparisons"], _cpu_name(one["machine"])))
+    octdl = folder / "octdl_recipe.json"
+    if octdl.is_file():
+        found = json.loads(octdl.read_text()).get("from_backbone")
+        if found:
+            start = f"{found['generator']} phantoms' backbone (part d's) at a tenth, {found['variant']}"
+            for seed, one in found["runs"].items():
+                if "paper_question" in one:
+                    rows.append(("OCTDL", start, f"seed {seed}", one["paper_question"], _cpu_name(found["machine"])))
+    return rows
+
+
+def _paper_question_lines(results: dict[str, Any], elsewhere: Path | None = RESULTS) -> list[str]:
+    """The paper's question as one table: each setting and seed, attention against plain
+    Inception-v4 and against the same modules without masks, paired; with the lesion-backbone
+    probes' answers (read from ``elsewhere``, none where it is ``None``) below part a's and b's."""
+    rows: list[QuestionRow] = []
+    for where, (data, start) in QUESTION_SETTINGS.items():
+        by_seed: dict[str, dict[str, Any]] = {}
+        for question, found in paper_question(results).items():
+            for seed, c in found.get(where, {}).items():
+                by_seed.setdefault(seed, {})[question] = c
+        for seed, answers in sorted(by_seed.items()):
+            cpu = _seed_cpu(results, _part_of(where), seed)
+            rows.append((data, START_LABELS.get(start, start), seed, answers, cpu))
+    if elsewhere is not None:
+        rows += probe_answers(elsewhere)
+    if not rows:
+        return ["**The paper's question on real OCT**: not measured."]
     lines = [
-        "**The paper's question on real OCT** (attention - other, paired, points (95% CI; p); oct2017_cv and "
-        "octdl from scratch, oct2017_transfer from the OCTDL backbone, oct2017_cv_phantom_gentle and "
-        "octdl_phantom_gentle from the realistic phantoms' backbone, at a tenth of the rate; _e20: for 20 epochs; "
-        "lesion: from the lesion-sized phantoms' backbone):",
+        "**The paper's question on real OCT**: attention - plain Inception-v4 and attention - the same "
+        "modules without masks, paired on the same scans, 12 epochs unless named, accuracy points (95% CI; "
+        "McNemar p); a tenth: the "
+        "backbone's layers at a tenth of the new layers' rate; OCTDL from scratch and from the realistic "
+        "phantoms corrected for class priors (part b), from the lesion-sized as trained:",
         "",
+        "| data set | start | seed | attention - plain | attention - no masks | CPU |",
+        "| --- | --- | --- | ---: | ---: | --- |",
     ]
-    for question, found in paper_question(results).items():
-        answers = [
-            f"{where} " + ", ".join(f"{seed} {points_p(c)}" for seed, c in by_seed.items())
-            for where, by_seed in found.items()
-        ]
-        lines.append(f"- {question}: " + ("; ".join(answers) if answers else "not measured") + ".")
+    for data, start, seed, answers, cpu in rows:
+        cells = " | ".join(points_p(answers[q]) if q in answers else "-" for q in QUESTIONS)
+        lines.append(f"| {data} | {start} | {seed.removeprefix('seed ')} | {cells} | {cpu} |")
+    return lines
+
+
+PRETRAINING_GAIN = re.compile(r"(attention|plain|nomask)-(\w+?)(?:-s(\d+))? vs \1-scratch(?:-s\d+)?")
+"""Parts a and e: one model and seed fine-tuned from a start against the same from scratch."""
+
+OCTDL_PRETRAINING_GAIN = re.compile(r"(attention|plain|nomask)-(\w+) vs \1, seed (\d+)")
+"""Part b: one model and seed from a start against the same from scratch."""
+
+
+def _pretraining_lines(results: dict[str, Any]) -> list[str]:
+    """What pretraining adds, as one table: each data set, start and seed, the three models'
+    gains over the same model from scratch (paired)."""
+    top = headline(results)
+    cells: dict[tuple[str, str, str], dict[str, str]] = {}
+    for key, family, data, pattern in (
+        ("oct2017_cv", "phantom", "OCT2017", PRETRAINING_GAIN),
+        ("oct2017_cv", "lesion", "OCT2017", PRETRAINING_GAIN),
+        ("oct2017_transfer", "octdl", "OCT2017", PRETRAINING_GAIN),
+        ("octdl", "octdl_phantom", "OCTDL (corrected)", OCTDL_PRETRAINING_GAIN),
+    ):
+        for name in top.get(f"{family}_pretraining_gain_points", {}):
+            if m := pattern.fullmatch(name):
+                model, start, seed = m.group(1), m.group(2), m.group(3) or "0"
+                row = (data, START_LABELS.get(start, start), seed)
+                cells.setdefault(row, {})[model] = points_p(results[key]["comparisons"][name])
+    if not cells:
+        return []
+    lines = [
+        "**What pretraining adds**: each model fine-tuned from a start - the same model from scratch, "
+        "same seed, folds and CPU, 12 epochs unless named, accuracy points (95% CI; McNemar p):",
+        "",
+        "| data set | start | seed | attention | plain | no masks |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    first_seen = {setting: i for i, setting in reversed(list(enumerate((d, s) for d, s, _ in cells)))}
+    for (data, start, seed), by_model in sorted(cells.items(), key=lambda kv: (first_seen[kv[0][:2]], kv[0][2])):
+        gains = " | ".join(by_model.get(m, "-") for m in ("attention", "plain", "nomask"))
+        lines.append(f"| {data} | {start} | {seed} | {gains} |")
     return lines
 
 
@@ -1490,9 +1616,10 @@ def _machines_of(key: str, results: dict[str, Any]) -> str:
     return "; ".join(dict.fromkeys(f"{m['cpu']} {m['date'][:10]}" for m in every))
 
 
-def summary(results: dict[str, Any]) -> str:
+def summary(results: dict[str, Any], elsewhere: Path | None = RESULTS) -> str:
     """The README's short view of a ``real_scans.json``: each yardstick's best run against its
-    target, where it was measured, what pretraining adds, and the paper's question (the full
+    target, where it was measured, what pretraining adds, and the paper's question, with the
+    lesion-backbone probes' answers read from ``elsewhere`` as :func:`table` reads them (the full
     tables are :func:`table`'s)."""
     top = headline(results)
     rows = [
@@ -1531,23 +1658,9 @@ def summary(results: dict[str, Any]) -> str:
         lines.append(
             f"| {label} | - | {_pct(a['accuracy'])} | {_pct(a['macro_f1'])} | - | {_machines_of('across', results)} |"
         )
-    starts = {
-        "phantom": "on OCT2017 from phantoms",
-        "octdl": "on OCT2017 from the OCTDL backbone",
-        "octdl_phantom": "on OCTDL from phantoms (corrected)",
-    }
-    gains = [
-        f"{starts[start]}: "
-        + ", ".join(
-            f"{name.split(' vs ')[0]}{name.partition(',')[2]} {points_p(c)}"
-            for name, c in results[key]["comparisons"].items()
-            if name in top.get(f"{start}_pretraining_gain_points", {})
-        )
-        for key, start in (("oct2017_cv", "phantom"), ("oct2017_transfer", "octdl"), ("octdl", "octdl_phantom"))
-        if top.get(f"{start}_pretraining_gain_points")
-    ]
-    lines += ["", f"What pretraining adds (paired, accuracy points (95% CI; McNemar p)): {'; '.join(gains)}.", ""]
-    return "\n".join([*lines, *_paper_question_lines(results)])
+    pretraining = _pretraining_lines(results)
+    lines += ["", *pretraining, ""] if pretraining else [""]
+    return "\n".join([*lines, *_paper_question_lines(results, elsewhere)])
 
 
 if __name__ == "__main__":

@@ -152,7 +152,7 @@ def test_the_readme_summary_puts_each_best_run_beside_its_target_and_its_machine
         "machine": _machine("Intel Xeon", "2026-12-04"),
         "machines": {"octdl": _machine("AMD EPYC", "2026-12-05")},
     }
-    text = summary(results)
+    text = summary(results, elsewhere=None)
     assert (
         "| OCT2017, 307 scans, 5-fold CV, from scratch or phantoms (a) | attention-phantom_standard (1) | 56.0% "
         in text
@@ -161,13 +161,53 @@ def test_the_readme_summary_puts_each_best_run_beside_its_target_and_its_machine
         "| OCTDL, its clean test split (b) | plain (2) | 50.0% | 45.0% | macro-F1 0.70 | AMD EPYC 2026-12-05 |" in text
     )
     assert "| phantoms only, on the 307 real scans (d) | standard phantoms (1) | 40.0% | 30.0% | accuracy 50% " in text
-    assert "from phantoms: attention-phantom +2.0 (p 0.5), plain-phantom +2.0 (p 0.5)." in text
-    assert "- attention vs plain: oct2017_cv seed 0 +2.0 (p 0.5); octdl seed 0 +2.0 (p 0.5)." in text
+    # what pretraining adds: one row per start and seed, a column per model ("-": not run)
+    full_rate = "realistic phantoms' backbone, every layer at the full rate"
+    assert f"| OCT2017 | {full_rate} | 0 | +2.0 (p 0.5) | +2.0 (p 0.5) | - |" in text
+    # the paper's question: one row per setting and seed, with the CPU that seed ran on
+    assert "| OCT2017 | scratch | 0 | +2.0 (p 0.5) | - | Intel Xeon |" in text
+    assert "| OCTDL | scratch | 0 | +2.0 (p 0.5) | - | AMD EPYC |" in text
+    assert "phantoms' backbone (part d's)" not in text  # elsewhere=None: no probe's file is read
     assert "| attention-scratch |" not in text  # the full tables stay on the docs page
     # a README block names the view: the same JSON through summary() instead of table()
     assert docs_tables.BLOCK.match("<!-- results: real_scans.summary -->\n| old |\n<!-- /results -->")["name"] == (
         "real_scans.summary"
     )
+
+
+def test_the_paper_question_table_adds_the_lesion_backbone_probes_answers_from_their_files(tmp_path):
+    xeon = {**_machine("Intel(R) Xeon(R) Processor", "2026-12-06"), "torch": "2"}
+    down = {"difference_points": -2.9, "interval_points": [-7.4, 1.3], "p_value": 0.21}
+    up = {"difference_points": 9.8, "interval_points": [5.0, 14.3], "p_value": 0.0001}
+    oct2017 = {
+        "machine": xeon,
+        "backbone": "lesion-sized",
+        "epochs": 20,
+        "seeds": {"0": {"machine": xeon, "comparisons": {"attention vs plain": down, "attention vs nomask": up}}},
+    }
+    (tmp_path / "oct2017_from_backbone.json").write_text(json.dumps(oct2017))
+    octdl = {
+        "from_backbone": {
+            "generator": "lesion-sized",
+            "variant": "24 epochs",
+            "machine": xeon,
+            # seed 1 fine-tuned plain alone: no model comparison, so no row
+            "runs": {"0": {"paper_question": {"attention vs plain": up}}, "1": {}},
+        }
+    }
+    (tmp_path / "octdl_recipe.json").write_text(json.dumps(octdl))
+    text = summary({**_fake_results(), "machine": _machine("AMD EPYC", "2026-12-05")}, elsewhere=tmp_path)
+    rows = [line for line in text.splitlines() if "(part d's)" in line]
+    assert rows == [
+        "| OCT2017 | lesion-sized phantoms' backbone (part d's) at a tenth, 20 epochs | 0 "
+        "| -2.9 (-7.4 to +1.3; p 0.21) | +9.8 (+5.0 to +14.3; p 0.0001) | Intel Xeon |",
+        "| OCTDL | lesion-sized phantoms' backbone (part d's) at a tenth, 24 epochs | 0 "
+        "| +9.8 (+5.0 to +14.3; p 0.0001) | - | Intel Xeon |",
+    ]
+    # the probes' rows come after part a's and b's own, in the docs' table as in the README's
+    assert text.index("| OCT2017 | scratch | 0 |") < text.index(rows[0])
+    assert rows[0] in table({**_fake_results(), "machine": _machine("AMD EPYC", "2026-12-05")}, elsewhere=tmp_path)
+    assert real_scans.probe_answers(tmp_path / "absent") == []
 
 
 def _machine(cpu: str, date: str) -> dict:
@@ -262,8 +302,11 @@ def test_part_e_has_its_own_headline_gain_and_table():
     gains = headline(results)["octdl_pretraining_gain_points"]
     assert "plain-octdl_gentle-s1 vs plain-scratch-s1" in gains
     assert "plain-octdl_gentle-s1 vs plain-scratch" not in gains
-    assert "plain-octdl_gentle-s1 -3.0 (p 0.4)" in summary({**results, "machine": _machine("AMD EPYC", "2026-12-05")})
-    assert "oct2017_transfer seed 0 -3.0 (p 0.4)" in table(results)
+    text = summary({**results, "machine": _machine("AMD EPYC", "2026-12-05")}, elsewhere=None)
+    assert "| OCT2017 | the OCTDL model's backbone at a tenth of the rate | 1 | - | -3.0 (p 0.4) | - |" in text
+    assert "| OCT2017 | the OCTDL model's backbone at a tenth of the rate | 0 | -3.0 (p 0.4) | - | - |" in table(
+        results, elsewhere=None
+    )
     # part a's gentle phantom start asks the same question from another backbone, under its own
     # name; its pretraining gain is a phantom one, and the full-rate phantom pair is neither
     results["oct2017_cv"]["comparisons"]["attention-phantom_gentle-s1 vs plain-phantom_gentle-s1"] = gentle
@@ -272,7 +315,9 @@ def test_part_e_has_its_own_headline_gain_and_table():
     assert asked["oct2017_cv_phantom_gentle"] == {"seed 1": gentle}
     assert set(asked) == {"oct2017_cv", "octdl", "oct2017_transfer", "oct2017_cv_phantom_gentle"}
     assert asked["oct2017_cv"] == {"seed 0": {"difference_points": 2.0, "p_value": 0.5}}  # scratch's alone
-    assert "oct2017_cv_phantom_gentle seed 1 -3.0 (p 0.4)" in table(results)
+    assert "| OCT2017 | realistic phantoms' backbone at a tenth of the rate | 1 | -3.0 (p 0.4) | - | - |" in table(
+        results, elsewhere=None
+    )
 
 
 def test_update_with_part_e_keeps_part_a(tmp_path):
@@ -955,8 +1000,9 @@ def test_part_b_starts_the_phantom_models_from_the_realistic_backbone_at_the_gen
     assert "phantom_gentle = from the realistic phantoms' backbone" in text
     assert "| plain-phantom_gentle vs plain, seed 0 | +20.0 (p 0.01) | +20.0 (p 0.01) |" in text
     results["machine"] = _machine("AMD EPYC", "2026-12-05")
-    gains = summary(results).split("on OCTDL from phantoms (corrected): ")[1].split(".\n")[0]
-    assert "plain-phantom_gentle seed 1 +20.0 (p 0.01)" in gains.split(", ")
+    gains = summary(results, elsewhere=None).split("**What pretraining adds**")[1].split("\n\n")[1]
+    row = "| OCTDL (corrected) | realistic phantoms' backbone at a tenth of the rate | 1 |"
+    assert [line.split(" | ")[4] for line in gains.splitlines() if line.startswith(row)] == ["+20.0 (p 0.01)"]  # plain
 
 
 def _fold_result(paths: list[str], labels: list[int], probs: list[list[float]]) -> dict:
