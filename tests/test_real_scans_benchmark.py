@@ -438,11 +438,13 @@ def test_a_second_seed_joins_the_committed_runs_of_the_same_recipe(tmp_path):
         "seed 0": {"difference_points": 2.0, "p_value": 0.5}
     }
     assert top["paper_question"]["attention vs nomask"] == {}
-    text = table({**merged, "machine": now})
+    text = table({**merged, "machine": now}, elsewhere=None)
     # the seed joined later names its day: machines of one name differ about 2x
     assert "seeds 0, 1 (" in text and "(seed 1 measured 2026-12-03 on AMD EPYC" in text.split("**b.")[0]
-    assert "- attention vs plain: oct2017_cv seed 0 +2.0 (p 0.5), seed 1 +10.0 (p 0.01); octdl seed 0" in text
-    assert "- attention vs nomask: not measured." in text
+    # each seed its row in the paper's question, with its own CPU; no masks not run: dashes
+    assert "| OCT2017 | scratch | 0 | +2.0 (p 0.5) | - |" in text
+    assert "| OCT2017 | scratch | 1 | +10.0 (p 0.01) | - | AMD EPYC |" in text
+    assert "| OCTDL | scratch | 0 | +2.0 (p 0.5) | - |" in text
     # another recipe never joins: its runs would be read as the same experiment's
     with pytest.raises(SystemExit, match="another recipe \\(epochs 6 committed, 12 now\\)"):
         merged_results(committed, {"oct2017_cv": {**fresh, "epochs": 12}}, {"a"}, now, join_runs=True)
