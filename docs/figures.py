@@ -1,8 +1,9 @@
 """Figures of the README that are not screenshots: ``python docs/figures.py [--study RUN PHANTOMS]``.
 
 ``docs/phantoms.png``: one phantom per class (top), the same scans at the ``hard``
-difficulty, phantoms rendered in the realistic style learnt from real scans, and real
-oct2017-mini test scans of the same classes (bottom), all at 256x248.
+difficulty, phantoms rendered in the realistic style learnt from real scans, lesion-sized
+phantoms in that style (the real-scan benchmark's part d backbone's), and real oct2017-mini
+test scans of the same classes (bottom), all at 256x248.
 
 ``docs/attention-study.png`` (with ``--study``): lesion phantoms of the attention study's
 test split, each with the true lesion outlined, then the masks after ``features.9``
@@ -23,6 +24,7 @@ from octattn.classes import CLASS_NAMES
 from octattn.data.decode import load_scan
 from octattn.data.layout import load_samples
 from octattn.data.phantom import DIFFICULTIES, generate_phantom
+from octattn.data.phantom_anatomy import generate_lesion_sized_phantom
 from octattn.data.phantom_style import default_style
 from octattn.data.synth import mask_path_for
 
@@ -31,13 +33,15 @@ REAL = DOCS.parent.parent / "shared" / "data" / "oct2017-mini" / "test"
 
 
 def phantoms_figure() -> None:
-    """Standard, hard and realistic phantoms beside real scans."""
+    """Standard, hard, realistic and lesion-sized phantoms beside real scans."""
     rows = []
     for difficulty in ("standard", "hard"):
         rng = np.random.default_rng(7)
         rows.append([generate_phantom(label, rng, difficulty=DIFFICULTIES[difficulty]).image for label in range(4)])
     rng = np.random.default_rng(7)
     rows.append([generate_phantom(label, rng, style=default_style()).image for label in range(4)])
+    rng = np.random.default_rng(7)
+    rows.append([generate_lesion_sized_phantom(label, rng, style=default_style()).image for label in range(4)])
     rows.append(
         [
             np.asarray(Image.fromarray(load_scan(sorted((REAL / name).iterdir())[0])).resize((256, 248)))
