@@ -1035,8 +1035,15 @@ def main() -> int:
             results[key]["ensembles"] = ensembles
     results["headline"] = headline(results)
     # a check run's numbers mean nothing: they stay in its work folder, never over the committed ones
-    write_results("real_scans", results, table, work if args.quick else RESULTS)
+    write_real_scan_results(results, work if args.quick else RESULTS)
     return 0
+
+
+def write_real_scan_results(results: dict[str, Any], folder: Path) -> None:
+    """``folder/real_scans.{json,md}``, the table's paper question with the probes' answers found
+    in the same ``folder`` (a ``--quick`` run's work folder has none: its table shows no committed
+    numbers beside its own)."""
+    write_results("real_scans", results, lambda found: table(found, elsewhere=folder), folder)
 
 
 PART_KEYS = {

@@ -175,24 +175,31 @@ def test_the_readme_summary_puts_each_best_run_beside_its_target_and_its_machine
     )
 
 
-def test_the_paper_question_table_adds_the_lesion_backbone_probes_answers_from_their_files(tmp_path):
-    xeon = {**_machine("Intel(R) Xeon(R) Processor", "2026-12-06"), "torch": "2"}
-    down = {"difference_points": -2.9, "interval_points": [-7.4, 1.3], "p_value": 0.21}
-    up = {"difference_points": 9.8, "interval_points": [5.0, 14.3], "p_value": 0.0001}
+XEON = {"cpu": "Intel(R) Xeon(R) Processor", "cores": 2, "cpu_flags": "amx_bf16", "date": "2026-12-06", "torch": "2"}
+DOWN = {"difference_points": -2.9, "interval_points": [-7.4, 1.3], "p_value": 0.21}
+UP = {"difference_points": 9.8, "interval_points": [5.0, 14.3], "p_value": 0.0001}
+
+
+def _write_oct2017_probe(folder: Path) -> None:
+    """A ``oct2017_from_backbone.json`` of one seed: attention - plain DOWN, - no masks UP."""
     oct2017 = {
-        "machine": xeon,
+        "machine": XEON,
         "backbone": "lesion-sized",
         "epochs": 20,
-        "seeds": {"0": {"machine": xeon, "comparisons": {"attention vs plain": down, "attention vs nomask": up}}},
+        "seeds": {"0": {"machine": XEON, "comparisons": {"attention vs plain": DOWN, "attention vs nomask": UP}}},
     }
-    (tmp_path / "oct2017_from_backbone.json").write_text(json.dumps(oct2017))
+    (folder / "oct2017_from_backbone.json").write_text(json.dumps(oct2017))
+
+
+def test_the_paper_question_table_adds_the_lesion_backbone_probes_answers_from_their_files(tmp_path):
+    _write_oct2017_probe(tmp_path)
     octdl = {
         "from_backbone": {
             "generator": "lesion-sized",
             "variant": "24 epochs",
-            "machine": xeon,
+            "machine": XEON,
             # seed 1 fine-tuned plain alone: no model comparison, so no row
-            "runs": {"0": {"paper_question": {"attention vs plain": up}}, "1": {}},
+            "runs": {"0": {"paper_question": {"attention vs plain": UP}}, "1": {}},
         }
     }
     (tmp_path / "octdl_recipe.json").write_text(json.dumps(octdl))
@@ -208,6 +215,16 @@ def test_the_paper_question_table_adds_the_lesion_backbone_probes_answers_from_t
     assert text.index("| OCT2017 | scratch | 0 |") < text.index(rows[0])
     assert rows[0] in table({**_fake_results(), "machine": _machine("AMD EPYC", "2026-12-05")}, elsewhere=tmp_path)
     assert real_scans.probe_answers(tmp_path / "absent") == []
+
+
+def test_a_quick_runs_table_shows_no_committed_probe_answers(tmp_path):
+    results = {**_fake_results(), "headline": {}}
+    real_scans.write_real_scan_results(results, tmp_path)
+    assert "| OCT2017 | scratch | 0 |" in (tmp_path / "real_scans.md").read_text()
+    assert "(part d's)" not in (tmp_path / "real_scans.md").read_text()  # the committed probes' rows
+    _write_oct2017_probe(tmp_path)
+    real_scans.write_real_scan_results(results, tmp_path)
+    assert "(part d's)" in (tmp_path / "real_scans.md").read_text()
 
 
 def _machine(cpu: str, date: str) -> dict:
