@@ -1473,15 +1473,16 @@ START_LABELS = {
 """What each start of parts a, b and e is, in the README's words (a start not here: its name)."""
 
 QUESTION_SETTINGS = {
-    "oct2017_cv": ("OCT2017", "scratch"),
-    "octdl": ("OCTDL", "scratch"),
-    "oct2017_transfer": ("OCT2017", "octdl_gentle"),
-    "oct2017_cv_phantom_gentle": ("OCT2017", "phantom_gentle"),
-    "octdl_phantom_gentle": ("OCTDL", "phantom_gentle"),
-    "oct2017_cv_phantom_gentle_e20": ("OCT2017", "phantom_gentle_e20"),
-    "oct2017_cv_lesion_gentle_e20": ("OCT2017", "lesion_gentle_e20"),
+    "oct2017_cv": ("OCT2017", "scratch", "oct2017_cv"),
+    "octdl": ("OCTDL", "scratch", "octdl"),
+    "oct2017_transfer": ("OCT2017", "octdl_gentle", "oct2017_transfer"),
+    "oct2017_cv_phantom_gentle": ("OCT2017", "phantom_gentle", "oct2017_cv"),
+    "octdl_phantom_gentle": ("OCTDL", "phantom_gentle", "octdl"),
+    "oct2017_cv_phantom_gentle_e20": ("OCT2017", "phantom_gentle_e20", "oct2017_cv"),
+    "oct2017_cv_lesion_gentle_e20": ("OCT2017", "lesion_gentle_e20", "oct2017_cv"),
 }
-""":func:`paper_question`'s settings: the data set and the start each asks it on."""
+""":func:`paper_question`'s settings: the data set, the start each asks it on, and the part
+(results key) it was measured in."""
 
 QUESTIONS = ("attention vs plain", "attention vs nomask")
 
@@ -1489,11 +1490,6 @@ QUESTIONS = ("attention vs plain", "attention vs nomask")
 def _cpu_name(m: dict[str, Any]) -> str:
     """'Intel Xeon', 'AMD EPYC': a machine's CPU, short enough for a table cell."""
     return str(m["cpu"]).replace("(R)", "").removesuffix(" Processor").strip()
-
-
-def _part_of(where: str) -> str:
-    """The part (results key) a :data:`QUESTION_SETTINGS` setting was measured in."""
-    return "octdl" if where.startswith("octdl") else "oct2017_transfer" if where == "oct2017_transfer" else "oct2017_cv"
 
 
 def _seed_cpu(results: dict[str, Any], part: str, seed: str) -> str:
@@ -1536,14 +1532,14 @@ def _paper_question_lines(results: dict[str, Any], elsewhere: Path | None = RESU
     Inception-v4 and against the same modules without masks, paired; with the lesion-backbone
     probes' answers (read from ``elsewhere``, none where it is ``None``) below part a's and b's."""
     rows: list[QuestionRow] = []
-    for where, (data, start) in QUESTION_SETTINGS.items():
+    asked = paper_question(results)
+    for where, (data, start, part) in QUESTION_SETTINGS.items():
         by_seed: dict[str, dict[str, Any]] = {}
-        for question, found in paper_question(results).items():
+        for question, found in asked.items():
             for seed, c in found.get(where, {}).items():
                 by_seed.setdefault(seed, {})[question] = c
-        for seed, answers in sorted(by_seed.items()):
-            cpu = _seed_cpu(results, _part_of(where), seed)
-            rows.append((data, START_LABELS.get(start, start), seed, answers, cpu))
+        for seed in sorted(by_seed, key=lambda name: int(name.removeprefix("seed "))):
+            rows.append((data, START_LABELS.get(start, start), seed, by_seed[seed], _seed_cpu(results, part, seed)))
     if elsewhere is not None:
         rows += probe_answers(elsewhere)
     if not rows:
@@ -1551,9 +1547,8 @@ def _paper_question_lines(results: dict[str, Any], elsewhere: Path | None = RESU
     lines = [
         "**The paper's question on real OCT**: attention - plain Inception-v4 and attention - the same "
         "modules without masks, paired on the same scans, 12 epochs unless named, accuracy points (95% CI; "
-        "McNemar p); a tenth: the "
-        "backbone's layers at a tenth of the new layers' rate; OCTDL from scratch and from the realistic "
-        "phantoms corrected for class priors (part b), from the lesion-sized as trained:",
+        "McNemar p); a tenth: the backbone's layers at a tenth of the new layers' rate; OCTDL from scratch and "
+        "from the realistic phantoms corrected for class priors (part b), from the lesion-sized as trained:",
         "",
         "| data set | start | seed | attention - plain | attention - no masks | CPU |",
         "| --- | --- | --- | ---: | ---: | --- |",
@@ -1596,8 +1591,9 @@ def _pretraining_lines(results: dict[str, Any]) -> list[str]:
         "| data set | start | seed | attention | plain | no masks |",
         "| --- | --- | --- | ---: | ---: | ---: |",
     ]
-    first_seen = {setting: i for i, setting in reversed(list(enumerate((d, s) for d, s, _ in cells)))}
-    for (data, start, seed), by_model in sorted(cells.items(), key=lambda kv: (first_seen[kv[0][:2]], kv[0][2])):
+    # each start's seeds together, the starts in the order the parts name them
+    starts = list(dict.fromkeys((data, start) for data, start, _ in cells))
+    for (data, start, seed), by_model in sorted(cells.items(), key=lambda kv: (starts.index(kv[0][:2]), int(kv[0][2]))):
         gains = " | ".join(by_model.get(m, "-") for m in ("attention", "plain", "nomask"))
         lines.append(f"| {data} | {start} | {seed} | {gains} |")
     return lines
