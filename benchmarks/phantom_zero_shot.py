@@ -48,6 +48,7 @@ from benchmarks.real_scans import (
     PAPER_EPOCHS,
     adapted_reading,
     as_reading,
+    cpu_name,
     cross_validated,
     fold_manifest,
     oct2017_folds,
@@ -511,7 +512,7 @@ def _baseline_cell(run: dict[str, Any]) -> str:
 
 def _cpu(run: dict[str, Any]) -> str:
     """The run's CPU (runs join the file one at a time, on whichever machine made them)."""
-    return str(run["machine"]["cpu"]).replace("(R)", "").removesuffix(" Processor")
+    return cpu_name(run["machine"])
 
 
 def _adapted_cells(run: dict[str, Any]) -> str:

@@ -1487,7 +1487,7 @@ QUESTION_SETTINGS = {
 QUESTIONS = ("attention vs plain", "attention vs nomask")
 
 
-def _cpu_name(m: dict[str, Any]) -> str:
+def cpu_name(m: dict[str, Any]) -> str:
     """'Intel Xeon', 'AMD EPYC': a machine's CPU, short enough for a table cell."""
     return str(m["cpu"]).replace("(R)", "").removesuffix(" Processor").strip()
 
@@ -1498,7 +1498,7 @@ def _seed_cpu(results: dict[str, Any], part: str, seed: str) -> str:
     joined = results.get(part, {}).get("seed_machines", {})
     number = seed.removeprefix("seed ")
     m = joined.get(number) or results.get("machines", {}).get(part) or results.get("machine")
-    return _cpu_name(m) if m else "-"
+    return cpu_name(m) if m else "-"
 
 
 QuestionRow = tuple[str, str, str, dict[str, Any], str]
@@ -1515,7 +1515,7 @@ def probe_answers(folder: Path) -> list[QuestionRow]:
         found = json.loads(oct2017.read_text())
         start = f"{found['backbone']} phantoms' backbone (part d's) at a tenth, {found['epochs']} epochs"
         for seed, one in found["seeds"].items():
-            rows.append(("OCT2017", start, f"seed {seed}", one["comparisons"], _cpu_name(one["machine"])))
+            rows.append(("OCT2017", start, f"seed {seed}", one["comparisons"], cpu_name(one["machine"])))
     octdl = folder / "octdl_recipe.json"
     if octdl.is_file():
         found = json.loads(octdl.read_text()).get("from_backbone")
@@ -1523,7 +1523,7 @@ def probe_answers(folder: Path) -> list[QuestionRow]:
             start = f"{found['generator']} phantoms' backbone (part d's) at a tenth, {found['variant']}"
             for seed, one in found["runs"].items():
                 if "paper_question" in one:
-                    rows.append(("OCTDL", start, f"seed {seed}", one["paper_question"], _cpu_name(found["machine"])))
+                    rows.append(("OCTDL", start, f"seed {seed}", one["paper_question"], cpu_name(found["machine"])))
     return rows
 
 
@@ -1559,29 +1559,29 @@ def _paper_question_lines(results: dict[str, Any], elsewhere: Path | None = RESU
     return lines
 
 
-PRETRAINING_GAIN = re.compile(r"(attention|plain|nomask)-(\w+?)(?:-s(\d+))? vs \1-scratch(?:-s\d+)?")
-"""Parts a and e: one model and seed fine-tuned from a start against the same from scratch."""
+def _gain_run(name: str) -> tuple[str, str, int]:
+    """(model, start, seed) of a pretraining gain :func:`headline` kept: parts a and e name it
+    ``M-START[-sN] vs M-scratch[-sN]``, part b ``M-START vs M, seed N``."""
+    tuned, _, scratch = name.partition(" vs ")
+    run, seed = (tuned, int(scratch.rpartition(", seed ")[2])) if ", seed " in scratch else split_seed(tuned)
+    model, _, start = run.partition("-")
+    return model, start, seed
 
-OCTDL_PRETRAINING_GAIN = re.compile(r"(attention|plain|nomask)-(\w+) vs \1, seed (\d+)")
-"""Part b: one model and seed from a start against the same from scratch."""
 
-
-def _pretraining_lines(results: dict[str, Any]) -> list[str]:
+def _pretraining_lines(results: dict[str, Any], top: dict[str, Any]) -> list[str]:
     """What pretraining adds, as one table: each data set, start and seed, the three models'
-    gains over the same model from scratch (paired)."""
-    top = headline(results)
-    cells: dict[tuple[str, str, str], dict[str, str]] = {}
-    for key, family, data, pattern in (
-        ("oct2017_cv", "phantom", "OCT2017", PRETRAINING_GAIN),
-        ("oct2017_cv", "lesion", "OCT2017", PRETRAINING_GAIN),
-        ("oct2017_transfer", "octdl", "OCT2017", PRETRAINING_GAIN),
-        ("octdl", "octdl_phantom", "OCTDL (corrected)", OCTDL_PRETRAINING_GAIN),
+    gains over the same model from scratch (paired), as ``top`` (:func:`headline`) picked them."""
+    cells: dict[tuple[str, str, int], dict[str, str]] = {}
+    for key, family, data in (
+        ("oct2017_cv", "phantom", "OCT2017"),
+        ("oct2017_cv", "lesion", "OCT2017"),
+        ("oct2017_transfer", "octdl", "OCT2017"),
+        ("octdl", "octdl_phantom", "OCTDL (corrected)"),
     ):
         for name in top.get(f"{family}_pretraining_gain_points", {}):
-            if m := pattern.fullmatch(name):
-                model, start, seed = m.group(1), m.group(2), m.group(3) or "0"
-                row = (data, START_LABELS.get(start, start), seed)
-                cells.setdefault(row, {})[model] = points_p(results[key]["comparisons"][name])
+            model, start, seed = _gain_run(name)
+            row = (data, START_LABELS.get(start, start), seed)
+            cells.setdefault(row, {})[model] = points_p(results[key]["comparisons"][name])
     if not cells:
         return []
     lines = [
@@ -1593,7 +1593,7 @@ def _pretraining_lines(results: dict[str, Any]) -> list[str]:
     ]
     # each start's seeds together, the starts in the order the parts name them
     starts = list(dict.fromkeys((data, start) for data, start, _ in cells))
-    for (data, start, seed), by_model in sorted(cells.items(), key=lambda kv: (starts.index(kv[0][:2]), int(kv[0][2]))):
+    for (data, start, seed), by_model in sorted(cells.items(), key=lambda kv: (starts.index(kv[0][:2]), kv[0][2])):
         gains = " | ".join(by_model.get(m, "-") for m in ("attention", "plain", "nomask"))
         lines.append(f"| {data} | {start} | {seed} | {gains} |")
     return lines
@@ -1661,7 +1661,7 @@ def summary(results: dict[str, Any], elsewhere: Path | None = RESULTS) -> str:
         lines.append(
             f"| {label} | - | {_pct(a['accuracy'])} | {_pct(a['macro_f1'])} | - | {_machines_of('across', results)} |"
         )
-    pretraining = _pretraining_lines(results)
+    pretraining = _pretraining_lines(results, top)
     lines += ["", *pretraining, ""] if pretraining else [""]
     return "\n".join([*lines, *_paper_question_lines(results, elsewhere)])
 
