@@ -266,6 +266,16 @@ def seed_ensemble(work: Path, name: str, seeds: list[int]) -> dict[str, Any]:
     return result
 
 
+def ensemble_key(name: str, seeds: list[int]) -> str:
+    """A seed ensemble's key: its configuration and its seeds, so that a second set of seeds
+    (an out-of-sample check of a recipe chosen on the first) sits beside the first set, not over it."""
+    return f"{name.split(ENSEMBLE_SEEDS)[0]}{ENSEMBLE_SEEDS}{','.join(map(str, seeds))}"
+
+
+ENSEMBLE_SEEDS = "@"
+"""Between a seed ensemble's configuration and its seeds in its key (:func:`ensemble_key`)."""
+
+
 def adapted_cv(folder: Path, folds: int = 5) -> dict[str, Any]:
     """The phantom model with its BatchNorm statistics re-estimated on unlabeled real scans
     (``octattn adapt``, AdaBN), cross-fitted: for each of ``folds`` patient-grouped folds of the
@@ -482,7 +492,8 @@ def _ensemble_lines(ensembles: dict[str, Any]) -> list[str]:
     if not ensembles:
         return []
     rows = []
-    for name, ens in ensembles.items():
+    for key, ens in ensembles.items():
+        name = key.split(ENSEMBLE_SEEDS)[0]
         gains = "; ".join(
             f"s{seed} {g['difference_points']:+.1f} (p {g['p_value']:.2g})" for seed, g in ens["vs_seeds"].items()
         )
@@ -549,7 +560,7 @@ def main() -> int:
     committed = RESULTS / "phantom_zero_shot.json"
     kept = json.loads(committed.read_text()) if committed.is_file() else {}
     runs: dict[str, dict[str, Any]] = kept.get("runs", {})
-    ensembles: dict[str, dict[str, Any]] = kept.get("ensembles", {})
+    ensembles = {ensemble_key(name, ens["seeds"]): ens for name, ens in kept.get("ensembles", {}).items()}
     by_width: dict[str, dict[str, Any]] = kept.get("by_width", {})
     balanced: dict[str, dict[str, Any]] = kept.get("balanced", {})
     tuned: dict[str, dict[str, Any]] = kept.get(FINE_TUNED, {})
@@ -585,7 +596,7 @@ def main() -> int:
                 tuned.setdefault(name, {})[str(seed)] = fine_tuned_result(work, name, seed)
             write()
         if len(seeds) > 1:
-            ensembles[name] = seed_ensemble(work, name, seeds)
+            ensembles[ensemble_key(name, seeds)] = seed_ensemble(work, name, seeds)
             write()
     return 0
 

@@ -1472,3 +1472,38 @@ def test_a_phantom_only_backbone_is_fine_tuned_with_part_as_recipe_and_paired_wi
     assert paired["baseline"] == "diverse" and paired["difference_points"] == pytest.approx(30.0)
     text = probe.table({"runs": {}, probe.FINE_TUNED: {"lesion-sized/diverse-long": {"14": alone}}})
     assert "| lesion-sized/diverse-long | 14 | - | 70.0% (10.0%-90.0%) | 0.700 | +45.0 (" in text
+
+
+def test_a_second_set_of_seeds_is_read_as_its_own_ensemble_beside_the_first(tmp_path, monkeypatch):
+    # an out-of-sample check runs new seeds of a recipe chosen on the first ones: its ensemble must
+    # not replace the first set's (it once did: the ensembles were keyed by configuration alone)
+    import benchmarks.phantom_zero_shot as probe
+
+    name = "lesion-sized/diverse-long"
+    first = {"seeds": [14, 15, 16], "accuracy": 0.56, "accuracy_ci": [0.5, 0.6], "macro_f1": 0.5, "vs_seeds": {}}
+    (tmp_path / "phantom_zero_shot.json").write_text(json.dumps({"runs": {}, "ensembles": {name: first}}))
+    written: list[dict] = []
+    monkeypatch.setattr(probe, "RESULTS", tmp_path)
+    monkeypatch.setattr(probe, "REAL_DATA", tmp_path)
+    monkeypatch.setattr(probe, "one_run", lambda work, n, seed: {"accuracy": 0.5, "seed": seed})
+    monkeypatch.setattr(probe, "versus_baseline", lambda work, n, seed: None)
+    monkeypatch.setattr(probe, "scan_reading", lambda folder: {})
+    monkeypatch.setattr(probe, "accuracy_by_width", lambda reading: {})
+    monkeypatch.setattr(probe, "balanced_cv", lambda reading: {})
+    monkeypatch.setattr(probe, "seed_ensemble", lambda work, n, seeds: {**first, "seeds": seeds, "accuracy": 0.4})
+    monkeypatch.setattr(probe, "write_results", lambda stem, results, table: written.append(results))
+    monkeypatch.setattr(
+        "sys.argv", ["phantom_zero_shot", "--runs", name, "--seeds", "17,18,19", "--work", str(tmp_path)]
+    )
+    assert probe.main() == 0
+    ensembles = written[-1]["ensembles"]
+    assert {k: e["seeds"] for k, e in ensembles.items()} == {
+        probe.ensemble_key(name, [14, 15, 16]): [14, 15, 16],
+        probe.ensemble_key(name, [17, 18, 19]): [17, 18, 19],
+    }
+    rows = [
+        line
+        for line in probe.table({"runs": {}, "ensembles": ensembles}).splitlines()
+        if line.startswith(f"| {name} |")
+    ]
+    assert [r.split("|")[2].strip() for r in rows] == ["14, 15, 16", "17, 18, 19"]
