@@ -1507,3 +1507,22 @@ def test_a_second_set_of_seeds_is_read_as_its_own_ensemble_beside_the_first(tmp_
         if line.startswith(f"| {name} |")
     ]
     assert [r.split("|")[2].strip() for r in rows] == ["14, 15, 16", "17, 18, 19"]
+
+
+def test_the_summary_adds_the_phantom_probes_seeds_run_after_its_recipe_was_chosen_once_all_have_run(tmp_path):
+    from benchmarks.real_scans import ZERO_SHOT_HELD_OUT
+
+    name, seeds = ZERO_SHOT_HELD_OUT
+    runs = {
+        seed: {"accuracy": acc, "macro_f1": acc - 0.1, "machine": XEON}
+        for seed, acc in zip(seeds, (0.5, 0.6, 0.7), strict=True)
+    }
+    results = {**_fake_results(), "machine": _machine("AMD EPYC", "2026-12-05")}
+    found = tmp_path / "phantom_zero_shot.json"
+    found.write_text(json.dumps({"runs": {name: {**runs, "14": {"accuracy": 0.99}}}}))
+    row = next(line for line in summary(results, elsewhere=tmp_path).splitlines() if "after the choice" in line)
+    # the held-out seeds averaged (seed 14, read before the choice, left out), against the target
+    assert row.split("|")[2:6] == [f" {name} (3) ", " 60.0% ", " 50.0% ", " accuracy 50% "]
+    assert XEON["cpu"] in row
+    found.write_text(json.dumps({"runs": {name: {seed: runs[seed] for seed in seeds[:-1]}}}))
+    assert "after the choice" not in summary(results, elsewhere=tmp_path)  # not before every seed has run
