@@ -435,7 +435,7 @@ def table(results: dict[str, Any]) -> str:
             right = ", ".join(str(row[i]) for i, row in enumerate(run["confusion_matrix"]))
             lines.append(
                 f"| {name} | {seed} | {pct_ci(run['accuracy'], run['accuracy_ci'])} | {run['macro_f1']:.3f} | {right} "
-                f"| {_adapted_cells(run)} | {_baseline_cell(run)} | {_cpu(run)} |"
+                f"| {_adapted_cells(run)} | {_baseline_cell(run)} | {cpu_name(run['machine'])} |"
             )
         if seeds:
             accs = [100 * r["accuracy"] for r in seeds.values()]
@@ -471,7 +471,7 @@ def fine_tuned_lines(tuned: dict[str, dict[str, Any]], runs: dict[str, Any]) -> 
             rows.append(
                 f"| {name} | {seed} | {pct_ci(alone['accuracy'], alone['accuracy_ci']) if alone else '-'} "
                 f"| {pct_ci(t['accuracy'], t['accuracy_ci'])} | {t['macro_f1']:.3f} | {points_p(t[VS_SCRATCH])} "
-                f"| {_baseline_cell(t)} | {_cpu(t)} |"
+                f"| {_baseline_cell(t)} | {cpu_name(t['machine'])} |"
             )
     return [
         "",
@@ -519,11 +519,6 @@ def _baseline_cell(run: dict[str, Any]) -> str:
     if gain is None:
         return "-"
     return f"vs {gain['baseline']}: {points_p(gain)}"
-
-
-def _cpu(run: dict[str, Any]) -> str:
-    """The run's CPU (runs join the file one at a time, on whichever machine made them)."""
-    return cpu_name(run["machine"])
 
 
 def _adapted_cells(run: dict[str, Any]) -> str:

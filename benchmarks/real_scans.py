@@ -37,6 +37,7 @@ import json
 import re
 import statistics
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -1625,7 +1626,7 @@ def held_out_zero_shot(folder: Path) -> str | None:
     if not set(seeds) <= set(runs):
         return None
     chosen = [runs[seed] for seed in seeds]
-    measured = "; ".join(dict.fromkeys(f"{r['machine']['cpu']} {r['machine']['date'][:10]}" for r in chosen))
+    measured = _measured_on(r["machine"] for r in chosen)
     return (
         f"| phantoms only, the probe's chosen recipe on seeds run after the choice (d) | {name} ({len(seeds)}) "
         f"| {_pct(statistics.mean(r['accuracy'] for r in chosen))} "
@@ -1633,12 +1634,16 @@ def held_out_zero_shot(folder: Path) -> str | None:
     )
 
 
+def _measured_on(machines: Iterable[dict[str, Any]]) -> str:
+    """'AMD EPYC 2026-12-02; Intel Xeon 2026-12-04': each machine and day once, in order."""
+    return "; ".join(dict.fromkeys(f"{m['cpu']} {m['date'][:10]}" for m in machines))
+
+
 def _machines_of(key: str, results: dict[str, Any]) -> str:
-    """'AMD EPYC 2026-12-02; Intel Xeon 2026-12-04': every machine and day a part's runs were
-    measured on (the part's, then each seed's joined later)."""
+    """Every machine and day a part's runs were measured on (the part's, then each seed's
+    joined later), as :func:`_measured_on` writes them."""
     main = results.get("machines", {}).get(key) or results["machine"]
-    every = [main, *results.get(key, {}).get("seed_machines", {}).values()]
-    return "; ".join(dict.fromkeys(f"{m['cpu']} {m['date'][:10]}" for m in every))
+    return _measured_on([main, *results.get(key, {}).get("seed_machines", {}).values()])
 
 
 def summary(results: dict[str, Any], elsewhere: Path | None = RESULTS) -> str:
