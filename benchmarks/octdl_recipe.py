@@ -30,7 +30,10 @@ key with its own machine; the variants' tables are left as they are.
 fine-tunes one variant (``24 epochs`` by default) from the real-scan benchmark's backbone of
 those phantoms at a tenth of the head's rate, beside the same variant from scratch, paired
 seed by seed; the other models, where named, are fine-tuned from it too and paired with plain
-(the paper's question from that start). Kept under ``from_backbone`` with its own machine.
+(the paper's question from that start). ``--from-backbone NAME --backbone-weights FILE``
+fine-tunes from any backbone file instead (a phantom probe's ``backbone.safetensors``), named
+NAME in run folders and tables. Each start is kept under its own ``from_backbone:NAME`` key
+with its own machine, beside the others.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -269,6 +273,16 @@ PAPER_PAIRS = (("plain", "attention"), ("nomask", "attention"))
 """The paper's question from a backbone, as part b asks it: (A, B) pairs, B - A."""
 
 
+FROM_BACKBONE = "from_backbone:"
+"""The prefix of the results file's keys that ``--from-backbone`` writes, one per start."""
+
+PART_D_START = FROM_BACKBONE + "lesion-sized"
+"""The key of part d's own lesion-sized backbone, whose paper's question the real-scan README reads."""
+
+START_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""A start's name becomes part of run folder names: letters, digits, dots, dashes, underscores."""
+
+
 def from_backbone(
     work: Path,
     manifest: Path,
@@ -277,6 +291,7 @@ def from_backbone(
     seeds: list[int],
     resamples: int = 1000,
     models: tuple[str, ...] = (MODEL,),
+    weights: Path | None = None,
 ) -> dict[str, Any]:
     """One variant's seeds from scratch and fine-tuned from the backbone of the real-scan
     benchmark's phantoms of ``generator`` (its layers at :data:`GENTLE`'s tenth of the rate),
@@ -284,12 +299,13 @@ def from_backbone(
     correction; with two seeds or more, each start's seeds also read as one model (their
     calibrated probabilities averaged, validation macro-F1 beside test) and the two ensembles
     paired. The backbone is trained first where it is missing (part d's, the same folder).
+    With ``weights``, that backbone file is the start instead, and ``generator`` only names it.
 
     ``models`` other than the probe's plain one are fine-tuned from the backbone too, and
     paired with it and with each other as :data:`PAPER_PAIRS` say (the paper's question asked
     from this start; from scratch, part b asks it).
     """
-    backbone = backbone_file(phantom_backbone(work, plan(False, 147), generator))
+    backbone = weights if weights is not None else backbone_file(phantom_backbone(work, plan(False, 147), generator))
     start = Start(generator, backbone)
     runs: dict[str, Any] = {}
     others = [m for m in models if m != MODEL]
@@ -320,6 +336,7 @@ def from_backbone(
     found: dict[str, Any] = {
         "variant": variant,
         "generator": generator,
+        **({"weights": str(weights)} if weights is not None else {}),
         "overrides": [*VARIANTS[variant][0], *start.overrides],
         "seeds": seeds,
         "machine": machine(),
@@ -336,12 +353,26 @@ def from_backbone(
     return found
 
 
+def start_phrase(found: dict[str, Any]) -> str:
+    """What the tables call a ``--from-backbone`` start: a phantom generator's backbone of the
+    real-scan benchmark, or a named backbone file."""
+    if "weights" in found:
+        return f"the {found['generator']} backbone (`{found['weights']}`)"
+    return f"the {found['generator']} phantoms' backbone"
+
+
+def from_backbone_sections(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every ``--from-backbone`` start of a results file, in the order they were first written."""
+    return [found for key, found in results.items() if key.startswith(FROM_BACKBONE)]
+
+
 def from_backbone_table(found: dict[str, Any]) -> list[str]:
     """The docs' lines of ``--from-backbone``: each seed from each start, then the ensembles."""
     overrides = ", ".join(f"`{o}`" for o in found["overrides"])
+    where = "" if "weights" in found else " of the real-scan benchmark"
     lines = [
-        f"The {found['variant']} variant from scratch and fine-tuned from the {found['generator']} phantoms' "
-        f"backbone of the real-scan benchmark ({overrides}; the backbone's layers at a tenth of the new head's "
+        f"The {found['variant']} variant from scratch and fine-tuned from {start_phrase(found)}{where} "
+        f"({overrides}; the backbone's layers at a tenth of the new head's "
         f"rate), paired seed by seed on the same test scans (measured {measured_phrase(found['machine'])}):",
         "",
         "| seed | start | val macro-F1 (epoch) | test accuracy (95% CI) | test macro-F1 (95% CI) "
@@ -455,8 +486,8 @@ def table(results: dict[str, Any]) -> str:
         lines += ["", *(f"Seed {s} measured {measured_phrase(m)}." for s, m in machines.items() if m)]
     if "ensemble" in results:
         lines += ["", *ensemble_table(results["ensemble"])]
-    if "from_backbone" in results:
-        lines += ["", *from_backbone_table(results["from_backbone"])]
+    for found in from_backbone_sections(results):
+        lines += ["", *from_backbone_table(found)]
     return "\n".join(lines)
 
 
@@ -510,8 +541,8 @@ def summary(results: dict[str, Any]) -> str:
         yardstick = f"plain Inception-v4, {ensemble['variant']} ({len(ensemble['seeds'])} seeds)"
         reading_name = f"{chosen} (chosen on validation)"
         rows.append(_summary_row(yardstick, reading_name, ensemble["readings"][chosen], ensemble["machine"]))
-    if (found := results.get("from_backbone")) is not None:
-        yardstick = f"plain Inception-v4, {found['variant']} from the {found['generator']} phantoms' backbone"
+    for found in from_backbone_sections(results):
+        yardstick = f"plain Inception-v4, {found['variant']} from {start_phrase(found)}"
         # each reading beside its pair from scratch (same seed, CPU and test scans): what the start adds
         read = [
             (f"seed {seed}, one network; accuracy vs scratch {points_p(pair['paired'])}", pair["backbone"]["test"])
@@ -538,9 +569,10 @@ def _summary_row(yardstick: str, reading_name: str, r: dict[str, Any], measured:
     )
 
 
-OWN_MACHINE_SECTIONS = ("ensemble", "from_backbone")
-"""The results file's sections that ``--ensemble`` and ``--from-backbone`` write, each with
-its own machine; a variants' run keeps them as they are."""
+def own_machine_sections(results: dict[str, Any]) -> dict[str, Any]:
+    """The results file's sections that ``--ensemble`` and ``--from-backbone`` write, each with
+    its own machine; a variants' run keeps them as they are."""
+    return {k: v for k, v in results.items() if k == "ensemble" or k.startswith(FROM_BACKBONE)}
 
 
 def seed_machines(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -564,10 +596,15 @@ def main() -> int:
     parser.add_argument(
         "--from-backbone",
         metavar="GENERATOR",
-        choices=sorted(PHANTOM_GENERATORS),
         help=f"fine-tune one variant (--variants, default {FINE_TUNED!r}) from the real-scan benchmark's backbone of "
-        "these phantoms, beside the same variant from scratch, every --seeds (the variants' tables are left as "
-        "they are)",
+        f"these phantoms (of {', '.join(sorted(PHANTOM_GENERATORS))}), beside the same variant from scratch, every "
+        "--seeds (the variants' tables are left as they are); with --backbone-weights, the name of that backbone",
+    )
+    parser.add_argument(
+        "--backbone-weights",
+        metavar="FILE",
+        help="with --from-backbone NAME: fine-tune from this backbone file (safetensors, e.g. a phantom probe's "
+        "backbone.safetensors) instead of a phantom generator's",
     )
     parser.add_argument(
         "--models",
@@ -586,6 +623,7 @@ def main() -> int:
         variants = variants if args.variants else [FINE_TUNED]
         if len(variants) != 1:
             parser.error("--from-backbone fine-tunes one variant: name it alone in --variants")
+    weights = _backbone_weights(parser, args.from_backbone, args.backbone_weights)
     models = tuple(dict.fromkeys([MODEL, *(m.strip() for m in args.models.split(",") if m.strip())]))
     if not set(models) <= set(MODELS):
         parser.error(f"--models: choose from {', '.join(MODELS)}")
@@ -605,7 +643,7 @@ def main() -> int:
         every = {**{s: r for s, r in kept.items() if s not in results["seeds"]}, **results["seeds"]}
         ordered = {s: every[s] for s in sorted(every, key=int)}
         machines = {s: now if s in results["seeds"] else kept_machines[s] for s in ordered}
-        readings = {k: old[k] for k in OWN_MACHINE_SECTIONS if k in old}  # other commands' readings
+        readings = own_machine_sections(old)  # other commands' readings
         write_results(
             "octdl_recipe", {**results, "seeds": ordered, "seed_machines": machines, **readings}, table, RESULTS
         )
@@ -619,13 +657,37 @@ def main() -> int:
         if args.ensemble is not None:
             section = {"ensemble": seed_ensemble(work, manifest, args.ensemble, seeds)}
         else:
-            found = from_backbone(work, manifest, variants[0], args.from_backbone, seeds, models=models)
-            section = {"from_backbone": found}
+            found = from_backbone(
+                work, manifest, variants[0], args.from_backbone, seeds, models=models, weights=weights
+            )
+            section = {FROM_BACKBONE + args.from_backbone: found}
         kept_file = {k: v for k, v in old.items() if k != "machine"}
         write_results("octdl_recipe", {**kept_file, "seed_machines": kept_machines, **section}, table, RESULTS)
         return 0
     probe(work, octdl, seeds, variants, write)
     return 0
+
+
+def _backbone_weights(parser: argparse.ArgumentParser, name: str | None, weights: str | None) -> Path | None:
+    """``--backbone-weights`` checked against ``--from-backbone``: a file, and a name fit for run
+    folders; without it, the name must be one of the phantom generators."""
+    if weights is None:
+        if name is not None and name not in PHANTOM_GENERATORS:
+            parser.error(
+                f"--from-backbone {name}: not a phantom generator (of {', '.join(sorted(PHANTOM_GENERATORS))}); "
+                "name a backbone file with --backbone-weights"
+            )
+        return None
+    if name is None:
+        parser.error("--backbone-weights needs --from-backbone NAME (the name its runs and tables get)")
+    if not START_NAME.fullmatch(name) or name in PHANTOM_GENERATORS:
+        parser.error(
+            f"--from-backbone {name}: a backbone file's name is letters, digits, '.', '-' or '_', "
+            "and not a phantom generator's"
+        )
+    if not Path(weights).is_file():
+        parser.error(f"--backbone-weights {weights}: no such file")
+    return Path(weights)
 
 
 if __name__ == "__main__":

@@ -1509,8 +1509,10 @@ QuestionRow = tuple[str, str, str, dict[str, Any], str]
 
 def probe_answers(folder: Path) -> list[QuestionRow]:
     """The paper's question as the two lesion-backbone probes asked it, read from their results
-    files in ``folder`` (``oct2017_from_backbone.json``; ``octdl_recipe.json``'s
-    ``from_backbone``); none where a probe has not run."""
+    files in ``folder`` (``oct2017_from_backbone.json``; ``octdl_recipe.json``'s start from part
+    d's backbone); none where a probe has not run."""
+    from benchmarks.octdl_recipe import PART_D_START  # it imports this module: read where needed
+
     rows: list[QuestionRow] = []
     oct2017 = folder / "oct2017_from_backbone.json"
     if oct2017.is_file():
@@ -1520,7 +1522,7 @@ def probe_answers(folder: Path) -> list[QuestionRow]:
             rows.append(("OCT2017", start, f"seed {seed}", one["comparisons"], cpu_name(one["machine"])))
     octdl = folder / "octdl_recipe.json"
     if octdl.is_file():
-        found = json.loads(octdl.read_text()).get("from_backbone")
+        found = json.loads(octdl.read_text()).get(PART_D_START)
         if found:
             start = f"{found['generator']} phantoms' backbone (part d's) at a tenth, {found['variant']}"
             for seed, one in found["runs"].items():

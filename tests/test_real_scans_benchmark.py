@@ -5,6 +5,7 @@ import json
 import sys
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import benchmarks.real_scans as real_scans
 import numpy as np
@@ -194,13 +195,21 @@ def _write_oct2017_probe(folder: Path) -> None:
 def test_the_paper_question_table_adds_the_lesion_backbone_probes_answers_from_their_files(tmp_path):
     _write_oct2017_probe(tmp_path)
     octdl = {
-        "from_backbone": {
+        "from_backbone:lesion-sized": {
             "generator": "lesion-sized",
             "variant": "24 epochs",
             "machine": XEON,
             # seed 1 fine-tuned plain alone: no model comparison, so no row
             "runs": {"0": {"paper_question": {"attention vs plain": UP}}, "1": {}},
-        }
+        },
+        # another start's answer is not part d's: the table does not read it as part d's
+        "from_backbone:diverse-long-s17": {
+            "generator": "diverse-long-s17",
+            "weights": "b.safetensors",
+            "variant": "24 epochs",
+            "machine": XEON,
+            "runs": {"0": {"paper_question": {"attention vs plain": DOWN}}},
+        },
     }
     (tmp_path / "octdl_recipe.json").write_text(json.dumps(octdl))
     text = summary({**_fake_results(), "machine": _machine("AMD EPYC", "2026-12-05")}, elsewhere=tmp_path)
@@ -1229,17 +1238,30 @@ def test_the_recipe_probe_fine_tunes_from_a_phantom_backbone_and_pairs_it_with_s
     assert "| 1 | backbone (attention) | 0.500 (1) | 50.0% (" in text and "| 1 | attention vs plain | -50.0 (" in text
     assert "| (0.00) 100.0%, 100.0% | +50.0 (" in text and "lesion-sized phantoms' backbone" in text
     assert "| backbone | 1.000 | 100.0% (" in text and "Test CPU" in text
-    line = recipe.summary({"from_backbone": found})
+    line = recipe.summary({recipe.PART_D_START: found})
     assert (
         "24 epochs from the lesion-sized phantoms' backbone | seed 1, one network; accuracy vs scratch +50.0 (" in line
     )
     assert "| 2 seeds as one model; accuracy vs scratch's +50.0 (" in line and "| Test CPU 2026 |" in line
     # one seed: no ensemble, and the README's row still says what it read
     single = recipe.from_backbone(tmp_path, tmp_path / "m.csv", "24 epochs", "lesion-sized", [0], resamples=50)
-    assert "ensembles" not in single and "seed 0, one network" in recipe.summary({"from_backbone": single})
+    assert "ensembles" not in single and "seed 0, one network" in recipe.summary({recipe.PART_D_START: single})
     assert "models" not in single["runs"]["0"] and "paper's question" not in "\n".join(
         recipe.from_backbone_table(single)
     )
+    # a backbone file as the start: no phantoms trained, its runs and rows named after it
+    monkeypatch.setattr(recipe, "phantom_backbone", lambda *args: pytest.fail("a backbone file needs no phantoms"))
+    file = tmp_path / "probe" / "backbone.safetensors"
+    other = recipe.from_backbone(
+        tmp_path, tmp_path / "m.csv", "24 epochs", "diverse-long-s17", [0], resamples=50, weights=file
+    )
+    assert trained["octdl-plain-s0-24-epochs-from-diverse-long-s17"][-2:] == [f"weights={file}", "lr_backbone=0.0002"]
+    assert other["weights"] == str(file) and other["runs"]["0"]["backbone"]["test"]["accuracy"] == 1.0
+    both = {recipe.PART_D_START: found, recipe.FROM_BACKBONE + "diverse-long-s17": other}
+    rows = recipe.summary(both).splitlines()[2:]
+    assert len(rows) == 4 and f"from the diverse-long-s17 backbone (`{file}`) | seed 0, one network" in rows[3]
+    text = recipe.table({"seeds": {}, "test_scans": 4, **both})
+    assert text.index("lesion-sized phantoms' backbone of the real-scan") < text.index(f"backbone (`{file}`) (")
 
 
 @pytest.mark.parametrize(
@@ -1257,6 +1279,52 @@ def test_the_recipe_probe_fine_tunes_one_variant_of_part_bs_models(tmp_path, mon
     with pytest.raises(SystemExit) as stop:
         recipe.main()
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--from-backbone", "nowhere"], "--from-backbone nowhere: not a phantom generator"),
+        (["--backbone-weights", "WEIGHTS"], "--backbone-weights needs --from-backbone NAME"),
+        (["--from-backbone", "a/b", "--backbone-weights", "WEIGHTS"], "letters, digits"),
+        (["--from-backbone", "lesion-sized", "--backbone-weights", "WEIGHTS"], "not a phantom generator's"),
+        (["--from-backbone", "s17", "--backbone-weights", "missing.safetensors"], "missing.safetensors: no such file"),
+    ],
+)
+def test_a_backbone_file_start_is_checked_before_anything_runs(tmp_path, monkeypatch, capsys, extra, message):
+    import benchmarks.octdl_recipe as recipe
+
+    weights = tmp_path / "backbone.safetensors"
+    weights.write_bytes(b"")
+    argv = ["octdl_recipe", "--octdl", str(tmp_path), *(str(weights) if a == "WEIGHTS" else a for a in extra)]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(recipe, "from_backbone", lambda *args, **kwargs: pytest.fail("ran before the check"))
+    with pytest.raises(SystemExit) as stop:
+        recipe.main()
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_second_backbone_start_is_kept_beside_the_first(tmp_path, monkeypatch):
+    """Each ``--from-backbone`` start has its own key: a backbone file's runs do not replace
+    part d's start in the results file (one shared key used to hold only the last)."""
+    import benchmarks.octdl_recipe as recipe
+
+    first = {"generator": "lesion-sized", "runs": {}}
+    (tmp_path / "octdl_recipe.json").write_text(json.dumps({"seeds": {}, recipe.PART_D_START: first}))
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "octdl-clean.csv").write_text("path,label,patient,split\n")
+    weights = tmp_path / "backbone.safetensors"
+    weights.write_bytes(b"")
+    monkeypatch.setattr(recipe, "RESULTS", tmp_path)
+    monkeypatch.setattr(recipe, "from_backbone", lambda *args, **kwargs: {"generator": args[3], **kwargs})
+    written: dict[str, Any] = {}
+    monkeypatch.setattr(recipe, "write_results", lambda name, payload, table, folder: written.update(payload))
+    start = ["--from-backbone", "diverse-long-s17", "--backbone-weights", str(weights)]
+    monkeypatch.setattr(sys, "argv", ["octdl_recipe", "--octdl", str(tmp_path), "--work", str(tmp_path), *start])
+    assert recipe.main() == 0
+    starts = [key for key in written if key.startswith(recipe.FROM_BACKBONE)]
+    assert starts == [recipe.PART_D_START, "from_backbone:diverse-long-s17"] and written[recipe.PART_D_START] == first
+    assert written["from_backbone:diverse-long-s17"]["weights"] == weights
 
 
 def test_a_runs_reading_is_kept_and_read_again_once_its_weights_change(bundle, tmp_path, monkeypatch):
