@@ -354,11 +354,11 @@ def from_backbone(
 
 
 def start_phrase(found: dict[str, Any]) -> str:
-    """What the tables call a ``--from-backbone`` start: a phantom generator's backbone of the
-    real-scan benchmark, or a named backbone file."""
-    if "weights" in found:
-        return f"the {found['generator']} backbone (`{found['weights']}`)"
-    return f"the {found['generator']} phantoms' backbone"
+    """What the tables call a ``--from-backbone`` start: a phantom generator's backbone, or a
+    named backbone file (its path in the docs' table)."""
+    return (
+        f"the {found['generator']} backbone" if "weights" in found else f"the {found['generator']} phantoms' backbone"
+    )
 
 
 def from_backbone_sections(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -369,7 +369,7 @@ def from_backbone_sections(results: dict[str, Any]) -> list[dict[str, Any]]:
 def from_backbone_table(found: dict[str, Any]) -> list[str]:
     """The docs' lines of ``--from-backbone``: each seed from each start, then the ensembles."""
     overrides = ", ".join(f"`{o}`" for o in found["overrides"])
-    where = "" if "weights" in found else " of the real-scan benchmark"
+    where = f" `{found['weights']}`" if "weights" in found else " of the real-scan benchmark"
     lines = [
         f"The {found['variant']} variant from scratch and fine-tuned from {start_phrase(found)}{where} "
         f"({overrides}; the backbone's layers at a tenth of the new head's "
