@@ -595,7 +595,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--from-backbone",
-        metavar="GENERATOR",
+        metavar="NAME",
         help=f"fine-tune one variant (--variants, default {FINE_TUNED!r}) from the real-scan benchmark's backbone of "
         f"these phantoms (of {', '.join(sorted(PHANTOM_GENERATORS))}), beside the same variant from scratch, every "
         "--seeds (the variants' tables are left as they are); with --backbone-weights, the name of that backbone",
