@@ -276,7 +276,13 @@ PAPER_PAIRS = (("plain", "attention"), ("nomask", "attention"))
 FROM_BACKBONE = "from_backbone:"
 """The prefix of the results file's keys that ``--from-backbone`` writes, one per start."""
 
-PART_D_START = FROM_BACKBONE + "lesion-sized"
+
+def start_key(name: str) -> str:
+    """The results file's key of the ``--from-backbone`` start ``name``."""
+    return FROM_BACKBONE + name
+
+
+PART_D_START = start_key("lesion-sized")
 """The key of part d's own lesion-sized backbone, whose paper's question the real-scan README reads."""
 
 START_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -660,7 +666,7 @@ def main() -> int:
             found = from_backbone(
                 work, manifest, variants[0], args.from_backbone, seeds, models=models, weights=weights
             )
-            section = {FROM_BACKBONE + args.from_backbone: found}
+            section = {start_key(args.from_backbone): found}
         kept_file = {k: v for k, v in old.items() if k != "machine"}
         write_results("octdl_recipe", {**kept_file, "seed_machines": kept_machines, **section}, table, RESULTS)
         return 0
