@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -119,3 +121,40 @@ def write_results(
     text = table(payload).rstrip() + "\n\n" + measured_on(payload) + "\n"
     atomic_write_text(folder / f"{name}.md", text)
     print(text)
+
+
+FROM_BACKBONE = "from_backbone:"
+"""The prefix of a results file's keys for a start from a named backbone file, one per start."""
+
+
+def start_key(name: str) -> str:
+    """The results file's key of the backbone start ``name``."""
+    return FROM_BACKBONE + name
+
+
+START_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""A start's name becomes part of run folder names: letters, digits, dots, dashes, underscores."""
+
+
+def backbone_weights_arg(
+    parser: argparse.ArgumentParser, flag: str, name: str | None, weights: str | None, known: Collection[str]
+) -> Path | None:
+    """``--backbone-weights`` checked against the start's name given with ``flag``: a file,
+    and a name fit for run folders that is none of the ``known`` phantom backbones; without
+    it, the name must be one of them."""
+    if weights is None:
+        if name is not None and name not in known:
+            parser.error(
+                f"{flag} {name}: not a phantom generator (of {', '.join(sorted(known))}); "
+                "name a backbone file with --backbone-weights"
+            )
+        return None
+    if name is None:
+        parser.error(f"--backbone-weights needs {flag} NAME (the name its runs and tables get)")
+    if not START_NAME.fullmatch(name) or name in known:
+        parser.error(
+            f"{flag} {name}: a backbone file's name is letters, digits, '.', '-' or '_', and not a phantom generator's"
+        )
+    if not Path(weights).is_file():
+        parser.error(f"--backbone-weights {weights}: no such file")
+    return Path(weights)

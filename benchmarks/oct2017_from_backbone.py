@@ -14,6 +14,12 @@ against the same modules without masks (:data:`benchmarks.real_scans.PAIRS_A`).
 plain,attention,nomask] [--seeds 0]``: resumable (a finished fold is reused); the seeds run
 before and not now stay in the results file, each with the machine it ran on. Writes
 ``results/oct2017_from_backbone.{json,md}``.
+
+``--backbone NAME --backbone-weights FILE`` asks the same of any backbone file (a phantom
+probe's ``backbone.safetensors``): its runs are kept beside the file (``FILE``'s folder
+``runs/``, where the phantom-only probe's own fine-tuning of plain Inception-v4 already stands
+under the same start and names, so it is reused), and its seeds under the results file's
+``from_backbone:NAME`` key, beside the other starts.
 """
 
 from __future__ import annotations
@@ -24,7 +30,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import REAL_DATA, RESULTS, machine, write_results
+from benchmarks.common import (
+    FROM_BACKBONE,
+    REAL_DATA,
+    RESULTS,
+    backbone_weights_arg,
+    machine,
+    start_key,
+    write_results,
+)
+from benchmarks.phantom_zero_shot import FINE_TUNE_START
 from benchmarks.real_scans import (
     MODELS,
     PAIRS_A,
@@ -44,17 +59,22 @@ STARTS = {"lesion-sized": "lesion_gentle_e20", "realistic": "phantom_gentle_e20"
 """Each backbone's start in part a: its layers at a tenth of the new head's rate, for the
 paper's 20 epochs (:data:`benchmarks.real_scans.START_OVERRIDES`)."""
 
+FILE_START = FINE_TUNE_START
+"""A backbone file's start: the same gentle 20-epoch recipe under the phantom-only probe's
+name for it, so the plain runs that probe left beside its backbone are this probe's too."""
+
 DEFAULT_MODELS = ("plain", "attention", "nomask")
 """Cheapest first: a call cut short for time keeps the run every other one is paired with."""
 
 
-def fine_tuned_seed(work: Path, generator: str, models: tuple[str, ...], seed: int, size: int) -> dict[str, Any]:
-    """The ``models`` fine-tuned from ``generator``'s backbone on one seed: each pooled out of
-    fold (its private per-scan lists dropped) and the pairs of part a between them, with the
-    machine they ran on."""
+def fine_tuned_seed(
+    work: Path, start: str, backbone: Path, models: tuple[str, ...], seed: int, size: int
+) -> dict[str, Any]:
+    """The ``models`` fine-tuned from the ``backbone`` file as part a's ``start`` on one seed,
+    their runs in ``work``: each pooled out of fold (its private per-scan lists dropped) and
+    the pairs of part a between them, with the machine they ran on."""
     p = plan(False, size)
-    start = STARTS[generator]
-    weights = {start: backbone_file(phantom_backbone(work, p, generator))}
+    weights = {start: backbone}
     part = cross_validated(work, p, [(m, start) for m in models], weights, PAIRS_A, (seed,), frozenset({start}))
     runs = {
         _model_of(name, start): {k: v for k, v in run.items() if not k.startswith("_")}
@@ -72,10 +92,25 @@ def _model_of(name: str, start: str) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    """The docs' tables: each seed's models, then their paired differences."""
+    """The docs' tables: each start's (the phantom generator's, then each backbone file's in the
+    order first written), each seed's models, then their paired differences."""
+    sections = [results] if "seeds" in results else []
+    sections += [found for key, found in results.items() if key.startswith(FROM_BACKBONE)]
+    return "\n\n".join(_start_table(found) for found in sections)
+
+
+def backbone_phrase(found: dict[str, Any]) -> str:
+    """What the tables call a start: a phantom generator's backbone, or a named backbone file."""
+    if "weights" in found:
+        return f"the {found['backbone']} backbone (`{found['weights']}`)"
+    return f"the {found['backbone']} phantoms' backbone"
+
+
+def _start_table(results: dict[str, Any]) -> str:
+    """One start's tables: each seed's models, then their paired differences."""
     lines = [
         f"OCT2017, {results['scans']} real scans, part a's {results['folds']} patient-grouped folds at "
-        f"{results['size']} px: each model fine-tuned from the {results['backbone']} phantoms' backbone "
+        f"{results['size']} px: each model fine-tuned from {backbone_phrase(results)} "
         f"(`{results['start']}`: its layers at a tenth of the new head's rate, {results['epochs']} one-cycle "
         "epochs), pooled out of fold:",
         "",
@@ -100,7 +135,18 @@ def table(results: dict[str, Any]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="lesion-sized", choices=sorted(STARTS), help="which phantoms' backbone")
+    parser.add_argument(
+        "--backbone",
+        default="lesion-sized",
+        metavar="NAME",
+        help=f"which phantoms' backbone (of {', '.join(sorted(STARTS))}); with --backbone-weights, that file's name",
+    )
+    parser.add_argument(
+        "--backbone-weights",
+        metavar="FILE",
+        help="fine-tune from this backbone file (safetensors, e.g. a phantom probe's backbone.safetensors); its runs "
+        "are kept in the file's folder",
+    )
     parser.add_argument(
         "--models",
         default=",".join(DEFAULT_MODELS),
@@ -110,6 +156,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=147, help="image size (part a's: 147)")
     parser.add_argument("--work", default="runs/real-scans", help="the real-scan benchmark's work folder")
     args = parser.parse_args()
+    backbone = backbone_weights_arg(parser, "--backbone", args.backbone, args.backbone_weights, STARTS)
     models = tuple(dict.fromkeys(m.strip() for m in args.models.split(",") if m.strip()))
     if not models or not set(models) <= set(MODELS):
         parser.error(f"--models: choose from {', '.join(MODELS)}")
@@ -120,24 +167,37 @@ def main() -> int:
     if not REAL_DATA.is_dir():
         print(f"skipped: {REAL_DATA} not found")
         return 0
-    work = Path(args.work) / "full"
-    work.mkdir(parents=True, exist_ok=True)
+    if backbone is None:
+        work = Path(args.work) / "full"
+        work.mkdir(parents=True, exist_ok=True)
+        start = STARTS[args.backbone]
+        backbone = backbone_file(phantom_backbone(work, plan(False, args.size), args.backbone))
+    else:
+        work, start = backbone.parent, FILE_START
     previous = RESULTS / "oct2017_from_backbone.json"
-    old = json.loads(previous.read_text()) if previous.exists() else {}
+    results = json.loads(previous.read_text()) if previous.exists() else {}
+    results.pop("machine", None)  # the file's machine is this write's; each seed keeps its own
     recipe = {
         "backbone": args.backbone,
-        "start": STARTS[args.backbone],
+        "start": start,
         "scans": len(oct2017_scans()),
         "folds": plan(False, args.size).folds,
         "size": args.size,
         "epochs": PAPER_EPOCHS,
+        **({"weights": args.backbone_weights} if args.backbone_weights else {}),
     }
+    key = start_key(args.backbone) if args.backbone_weights else None
+    old = results.get(key, {}) if key else results
     # seeds of another recipe cannot stand in one table: they are replaced, not kept
     kept = old.get("seeds", {}) if all(old.get(k) == v for k, v in recipe.items()) else {}
     for seed in seeds:
-        kept[str(seed)] = fine_tuned_seed(work, args.backbone, models, seed, args.size)
-        ordered = {s: kept[s] for s in sorted(kept, key=int)}
-        write_results("oct2017_from_backbone", {**recipe, "seeds": ordered}, table, RESULTS)
+        kept[str(seed)] = fine_tuned_seed(work, start, backbone, models, seed, args.size)
+        section = {**recipe, "seeds": {s: kept[s] for s in sorted(kept, key=int)}}
+        if key:
+            results[key] = section
+        else:  # the generator's start stays at the top level, the files' starts beside it
+            results = {**section, **{k: v for k, v in results.items() if k.startswith(FROM_BACKBONE)}}
+        write_results("oct2017_from_backbone", results, table, RESULTS)
     return 0
 
 

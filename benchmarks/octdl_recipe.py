@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import RESULTS, machine, write_results
+from benchmarks.common import FROM_BACKBONE, RESULTS, backbone_weights_arg, machine, start_key, write_results
 from benchmarks.real_scans import (
     GENTLE,
     MODELS,
@@ -273,20 +272,8 @@ PAPER_PAIRS = (("plain", "attention"), ("nomask", "attention"))
 """The paper's question from a backbone, as part b asks it: (A, B) pairs, B - A."""
 
 
-FROM_BACKBONE = "from_backbone:"
-"""The prefix of the results file's keys that ``--from-backbone`` writes, one per start."""
-
-
-def start_key(name: str) -> str:
-    """The results file's key of the ``--from-backbone`` start ``name``."""
-    return FROM_BACKBONE + name
-
-
 PART_D_START = start_key("lesion-sized")
-"""The key of part d's own lesion-sized backbone, whose paper's question the real-scan README reads."""
-
-START_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-"""A start's name becomes part of run folder names: letters, digits, dots, dashes, underscores."""
+"""The key of part d's own lesion-sized backbone (the real-scan README reads each start's paper's question)."""
 
 
 def from_backbone(
@@ -629,7 +616,9 @@ def main() -> int:
         variants = variants if args.variants else [FINE_TUNED]
         if len(variants) != 1:
             parser.error("--from-backbone fine-tunes one variant: name it alone in --variants")
-    weights = _backbone_weights(parser, args.from_backbone, args.backbone_weights)
+    weights = backbone_weights_arg(
+        parser, "--from-backbone", args.from_backbone, args.backbone_weights, PHANTOM_GENERATORS
+    )
     models = tuple(dict.fromkeys([MODEL, *(m.strip() for m in args.models.split(",") if m.strip())]))
     if not set(models) <= set(MODELS):
         parser.error(f"--models: choose from {', '.join(MODELS)}")
@@ -672,28 +661,6 @@ def main() -> int:
         return 0
     probe(work, octdl, seeds, variants, write)
     return 0
-
-
-def _backbone_weights(parser: argparse.ArgumentParser, name: str | None, weights: str | None) -> Path | None:
-    """``--backbone-weights`` checked against ``--from-backbone``: a file, and a name fit for run
-    folders; without it, the name must be one of the phantom generators."""
-    if weights is None:
-        if name is not None and name not in PHANTOM_GENERATORS:
-            parser.error(
-                f"--from-backbone {name}: not a phantom generator (of {', '.join(sorted(PHANTOM_GENERATORS))}); "
-                "name a backbone file with --backbone-weights"
-            )
-        return None
-    if name is None:
-        parser.error("--backbone-weights needs --from-backbone NAME (the name its runs and tables get)")
-    if not START_NAME.fullmatch(name) or name in PHANTOM_GENERATORS:
-        parser.error(
-            f"--from-backbone {name}: a backbone file's name is letters, digits, '.', '-' or '_', "
-            "and not a phantom generator's"
-        )
-    if not Path(weights).is_file():
-        parser.error(f"--backbone-weights {weights}: no such file")
-    return Path(weights)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,15 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from benchmarks.attention_study import Setup, _pretrain
-from benchmarks.common import REAL_DATA, RESULTS, machine, refuse_other_settings, save_backbone, write_results
+from benchmarks.common import (
+    FROM_BACKBONE,
+    REAL_DATA,
+    RESULTS,
+    machine,
+    refuse_other_settings,
+    save_backbone,
+    write_results,
+)
 from octattn.classes import CLASS_NAMES
 from octattn.data.audit import linked_groups, read_record
 from octattn.data.layout import IMAGE_SUFFIXES, Sample, find_dataset_root, parse_name
@@ -1508,27 +1516,35 @@ QuestionRow = tuple[str, str, str, dict[str, Any], str]
 
 
 def probe_answers(folder: Path) -> list[QuestionRow]:
-    """The paper's question as the two lesion-backbone probes asked it, read from their results
-    files in ``folder`` (``oct2017_from_backbone.json``; ``octdl_recipe.json``'s start from part
-    d's backbone); none where a probe has not run."""
-    from benchmarks.octdl_recipe import PART_D_START  # it imports this module: read where needed
+    """The paper's question as the backbone probes asked it, read from their results files in
+    ``folder`` (``oct2017_from_backbone.json``: part d's backbone, then each backbone file;
+    ``octdl_recipe.json``'s starts); none where a probe has not run."""
+    from benchmarks.octdl_recipe import from_backbone_sections  # it imports this module: read where needed
 
     rows: list[QuestionRow] = []
     oct2017 = folder / "oct2017_from_backbone.json"
     if oct2017.is_file():
         found = json.loads(oct2017.read_text())
-        start = f"{found['backbone']} phantoms' backbone (part d's) at a tenth, {found['epochs']} epochs"
-        for seed, one in found["seeds"].items():
-            rows.append(("OCT2017", start, f"seed {seed}", one["comparisons"], cpu_name(one["machine"])))
+        sections = [found] if "seeds" in found else []
+        for section in sections + [v for k, v in found.items() if k.startswith(FROM_BACKBONE)]:
+            start = f"{section['backbone']} {_whose(section)} at a tenth, {section['epochs']} epochs"
+            for seed, one in section["seeds"].items():
+                rows.append(("OCT2017", start, f"seed {seed}", one["comparisons"], cpu_name(one["machine"])))
     octdl = folder / "octdl_recipe.json"
     if octdl.is_file():
-        found = json.loads(octdl.read_text()).get(PART_D_START)
-        if found:
-            start = f"{found['generator']} phantoms' backbone (part d's) at a tenth, {found['variant']}"
+        results = json.loads(octdl.read_text())
+        for found in from_backbone_sections(results):
+            start = f"{found['generator']} {_whose(found)} at a tenth, {found['variant']}"
             for seed, one in found["runs"].items():
                 if "paper_question" in one:
                     rows.append(("OCTDL", start, f"seed {seed}", one["paper_question"], cpu_name(found["machine"])))
     return rows
+
+
+def _whose(section: dict[str, Any]) -> str:
+    """A probe's start as the question's table names it: part d's phantom backbone, or a backbone
+    file (the section names its ``weights``) that a phantom probe made."""
+    return "backbone (a phantom probe's)" if "weights" in section else "phantoms' backbone (part d's)"
 
 
 def _paper_question_lines(results: dict[str, Any], elsewhere: Path | None = RESULTS) -> list[str]:

@@ -104,3 +104,49 @@ def test_the_probe_refuses_an_unknown_model_or_seed_in_one_line(tmp_path, monkey
     with pytest.raises(SystemExit) as exit_info:
         probe.main()
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_backbone_file_start_runs_beside_its_file_and_is_kept_beside_the_generators(fake_runs, tmp_path, monkeypatch):
+    trained, backbones = fake_runs
+    generator = _main(monkeypatch, tmp_path, "--models", "plain,attention", "--seeds", "0")
+    probe_folder = tmp_path / "probe-s18"
+    probe_folder.mkdir()
+    weights = probe_folder / "backbone.safetensors"
+    weights.write_bytes(b"fake")
+    trained.clear()
+    both = _main(
+        monkeypatch, tmp_path, "--backbone", "diverse-long-s18", "--backbone-weights", str(weights), "--models",
+        "plain,attention", "--seeds", "0",
+    )  # fmt: skip
+    assert backbones == ["lesion-sized"]  # the file is used as it is: no phantom backbone is made for it
+    # the phantom-only probe's start and run names, so its plain runs beside the file are reused
+    assert list(trained)[:5] == [f"oct2017-plain-phantom_gentle_e20-fold{k}" for k in range(5)]
+    assert all(f"weights={weights}" in overrides for overrides in trained.values())
+    found = both["from_backbone:diverse-long-s18"]
+    assert found["weights"] == str(weights) and found["start"] == "phantom_gentle_e20"
+    assert found["seeds"]["0"]["comparisons"]["attention vs plain"]["difference_points"] == pytest.approx(-50.0)
+    # the generator's start stays as it was, and stays when it is run again
+    assert both["seeds"] == generator["seeds"] and both["backbone"] == "lesion-sized"
+    again = _main(monkeypatch, tmp_path, "--models", "plain", "--seeds", "1")
+    assert again["from_backbone:diverse-long-s18"] == found and list(again["seeds"]) == ["0", "1"]
+    text = (tmp_path / "results" / "oct2017_from_backbone.md").read_text()
+    assert "lesion-sized phantoms' backbone" in text and f"the diverse-long-s18 backbone (`{weights}`)" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backbone", "nonesuch"], "--backbone nonesuch: not a phantom generator"),
+        (["--backbone", "a/b", "--backbone-weights", "{file}"], "--backbone a/b: a backbone file's name"),
+        (["--backbone", "s18", "--backbone-weights", "{missing}"], "no such file"),
+    ],
+)
+def test_a_backbone_file_start_is_checked_before_anything_runs(tmp_path, monkeypatch, capsys, args, message):
+    (tmp_path / "backbone.safetensors").write_bytes(b"fake")
+    paths = {"{file}": str(tmp_path / "backbone.safetensors"), "{missing}": str(tmp_path / "gone.safetensors")}
+    args = [paths.get(a, a) for a in args]
+    monkeypatch.setattr(probe, "fine_tuned_seed", lambda *a, **k: pytest.fail("nothing may run"))
+    monkeypatch.setattr(sys, "argv", ["oct2017_from_backbone", "--work", str(tmp_path), *args])
+    with pytest.raises(SystemExit) as exit_info:
+        probe.main()
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -192,8 +192,16 @@ def _write_oct2017_probe(folder: Path) -> None:
     (folder / "oct2017_from_backbone.json").write_text(json.dumps(oct2017))
 
 
-def test_the_paper_question_table_adds_the_lesion_backbone_probes_answers_from_their_files(tmp_path):
+def test_the_paper_question_table_adds_the_backbone_probes_answers_from_their_files(tmp_path):
     _write_oct2017_probe(tmp_path)
+    oct2017 = json.loads((tmp_path / "oct2017_from_backbone.json").read_text())
+    oct2017["from_backbone:diverse-long-s18"] = {
+        "backbone": "diverse-long-s18",
+        "weights": "runs/s18/backbone.safetensors",
+        "epochs": 20,
+        "seeds": {"0": {"machine": XEON, "comparisons": {"attention vs plain": UP}}},
+    }
+    (tmp_path / "oct2017_from_backbone.json").write_text(json.dumps(oct2017))
     octdl = {
         "from_backbone:lesion-sized": {
             "generator": "lesion-sized",
@@ -202,7 +210,7 @@ def test_the_paper_question_table_adds_the_lesion_backbone_probes_answers_from_t
             # seed 1 fine-tuned plain alone: no model comparison, so no row
             "runs": {"0": {"paper_question": {"attention vs plain": UP}}, "1": {}},
         },
-        # another start's answer is not part d's: the table does not read it as part d's
+        # a backbone file's answer is not part d's: the table names it as a phantom probe's
         "from_backbone:diverse-long-s17": {
             "generator": "diverse-long-s17",
             "weights": "b.safetensors",
@@ -219,6 +227,12 @@ def test_the_paper_question_table_adds_the_lesion_backbone_probes_answers_from_t
         "| -2.9 (-7.4 to +1.3; p 0.21) | +9.8 (+5.0 to +14.3; p 0.0001) | Intel Xeon |",
         "| OCTDL | lesion-sized phantoms' backbone (part d's) at a tenth, 24 epochs | 0 "
         "| +9.8 (+5.0 to +14.3; p 0.0001) | - | Intel Xeon |",
+    ]
+    assert [line for line in text.splitlines() if "(a phantom probe's)" in line] == [
+        "| OCT2017 | diverse-long-s18 backbone (a phantom probe's) at a tenth, 20 epochs | 0 "
+        "| +9.8 (+5.0 to +14.3; p 0.0001) | - | Intel Xeon |",
+        "| OCTDL | diverse-long-s17 backbone (a phantom probe's) at a tenth, 24 epochs | 0 "
+        "| -2.9 (-7.4 to +1.3; p 0.21) | - | Intel Xeon |",
     ]
     # the probes' rows come after part a's and b's own, in the docs' table as in the README's
     assert text.index("| OCT2017 | scratch | 0 |") < text.index(rows[0])
