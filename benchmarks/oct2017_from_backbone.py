@@ -102,7 +102,7 @@ def table(results: dict[str, Any]) -> str:
 def backbone_phrase(found: dict[str, Any]) -> str:
     """What the tables call a start: a phantom generator's backbone, or a named backbone file."""
     if "weights" in found:
-        return f"the {found['backbone']} backbone (`{found['weights']}`)"
+        return f"the {found['backbone']} backbone file `{found['weights']}`"
     return f"the {found['backbone']} phantoms' backbone"
 
 

@@ -130,7 +130,10 @@ def test_a_backbone_file_start_runs_beside_its_file_and_is_kept_beside_the_gener
     again = _main(monkeypatch, tmp_path, "--models", "plain", "--seeds", "1")
     assert again["from_backbone:diverse-long-s18"] == found and list(again["seeds"]) == ["0", "1"]
     text = (tmp_path / "results" / "oct2017_from_backbone.md").read_text()
-    assert "lesion-sized phantoms' backbone" in text and f"the diverse-long-s18 backbone (`{weights}`)" in text
+    assert (
+        "lesion-sized phantoms' backbone" in text
+        and f"the diverse-long-s18 backbone file `{weights}` (`phantom_gentle_e20`" in text
+    )
 
 
 @pytest.mark.parametrize(
