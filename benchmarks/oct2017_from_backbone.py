@@ -154,7 +154,11 @@ def main() -> int:
     )
     parser.add_argument("--seeds", default="0", help="comma-separated fine-tuning seeds (default 0)")
     parser.add_argument("--size", type=int, default=147, help="image size (part a's: 147)")
-    parser.add_argument("--work", default="runs/real-scans", help="the real-scan benchmark's work folder")
+    parser.add_argument(
+        "--work",
+        default="runs/real-scans",
+        help="the real-scan benchmark's work folder (with --backbone-weights the runs go beside the file instead)",
+    )
     args = parser.parse_args()
     backbone = backbone_weights_arg(parser, "--backbone", args.backbone, args.backbone_weights, STARTS)
     models = tuple(dict.fromkeys(m.strip() for m in args.models.split(",") if m.strip()))
