@@ -94,9 +94,14 @@ def _model_of(name: str, start: str) -> str:
 def table(results: dict[str, Any]) -> str:
     """The docs' tables: each start's (the phantom generator's, then each backbone file's in the
     order first written), each seed's models, then their paired differences."""
+    return "\n\n".join(_start_table(found) for found in start_sections(results))
+
+
+def start_sections(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every start of a results file: the phantom generator's (its top level, where it ran),
+    then each backbone file's (``from_backbone:NAME``) in the order first written."""
     sections = [results] if "seeds" in results else []
-    sections += [found for key, found in results.items() if key.startswith(FROM_BACKBONE)]
-    return "\n\n".join(_start_table(found) for found in sections)
+    return sections + [found for key, found in results.items() if key.startswith(FROM_BACKBONE)]
 
 
 def backbone_phrase(found: dict[str, Any]) -> str:

@@ -48,7 +48,6 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from benchmarks.attention_study import Setup, _pretrain
 from benchmarks.common import (
-    FROM_BACKBONE,
     REAL_DATA,
     RESULTS,
     machine,
@@ -1519,14 +1518,14 @@ def probe_answers(folder: Path) -> list[QuestionRow]:
     """The paper's question as the backbone probes asked it, read from their results files in
     ``folder`` (``oct2017_from_backbone.json``: part d's backbone, then each backbone file;
     ``octdl_recipe.json``'s starts); none where a probe has not run."""
-    from benchmarks.octdl_recipe import from_backbone_sections  # it imports this module: read where needed
+    # both import this module: read where needed
+    from benchmarks.oct2017_from_backbone import start_sections
+    from benchmarks.octdl_recipe import from_backbone_sections
 
     rows: list[QuestionRow] = []
     oct2017 = folder / "oct2017_from_backbone.json"
     if oct2017.is_file():
-        found = json.loads(oct2017.read_text())
-        sections = [found] if "seeds" in found else []
-        for section in sections + [v for k, v in found.items() if k.startswith(FROM_BACKBONE)]:
+        for section in start_sections(json.loads(oct2017.read_text())):
             start = f"{section['backbone']} {_whose(section)} at a tenth, {section['epochs']} epochs"
             for seed, one in section["seeds"].items():
                 rows.append(("OCT2017", start, f"seed {seed}", one["comparisons"], cpu_name(one["machine"])))
