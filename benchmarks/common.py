@@ -132,6 +132,11 @@ def start_key(name: str) -> str:
     return FROM_BACKBONE + name
 
 
+def backbone_file_starts(results: dict[str, Any]) -> dict[str, Any]:
+    """A results file's starts from named backbone files, by key, in the order first written."""
+    return {key: found for key, found in results.items() if key.startswith(FROM_BACKBONE)}
+
+
 START_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 """A start's name becomes part of run folder names: letters, digits, dots, dashes, underscores."""
 

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    FROM_BACKBONE,
     REAL_DATA,
     RESULTS,
+    backbone_file_starts,
     backbone_weights_arg,
     machine,
     start_key,
@@ -101,7 +101,7 @@ def start_sections(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Every start of a results file: the phantom generator's (its top level, where it ran),
     then each backbone file's (``from_backbone:NAME``) in the order first written."""
     sections = [results] if "seeds" in results else []
-    return sections + [found for key, found in results.items() if key.startswith(FROM_BACKBONE)]
+    return sections + list(backbone_file_starts(results).values())
 
 
 def backbone_phrase(found: dict[str, Any]) -> str:
@@ -205,7 +205,7 @@ def main() -> int:
         if key:
             results[key] = section
         else:  # the generator's start stays at the top level, the files' starts beside it
-            results = {**section, **{k: v for k, v in results.items() if k.startswith(FROM_BACKBONE)}}
+            results = {**section, **backbone_file_starts(results)}
         write_results("oct2017_from_backbone", results, table, RESULTS)
     return 0
 

@@ -49,7 +49,15 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import FROM_BACKBONE, RESULTS, backbone_weights_arg, machine, start_key, write_results
+from benchmarks.common import (
+    FROM_BACKBONE,
+    RESULTS,
+    backbone_file_starts,
+    backbone_weights_arg,
+    machine,
+    start_key,
+    write_results,
+)
 from benchmarks.real_scans import (
     GENTLE,
     MODELS,
@@ -354,11 +362,6 @@ def start_phrase(found: dict[str, Any]) -> str:
     )
 
 
-def from_backbone_sections(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every ``--from-backbone`` start of a results file, in the order they were first written."""
-    return [found for key, found in results.items() if key.startswith(FROM_BACKBONE)]
-
-
 def from_backbone_table(found: dict[str, Any]) -> list[str]:
     """The docs' lines of ``--from-backbone``: each seed from each start, then the ensembles."""
     overrides = ", ".join(f"`{o}`" for o in found["overrides"])
@@ -479,7 +482,7 @@ def table(results: dict[str, Any]) -> str:
         lines += ["", *(f"Seed {s} measured {measured_phrase(m)}." for s, m in machines.items() if m)]
     if "ensemble" in results:
         lines += ["", *ensemble_table(results["ensemble"])]
-    for found in from_backbone_sections(results):
+    for found in backbone_file_starts(results).values():
         lines += ["", *from_backbone_table(found)]
     return "\n".join(lines)
 
@@ -534,7 +537,7 @@ def summary(results: dict[str, Any]) -> str:
         yardstick = f"plain Inception-v4, {ensemble['variant']} ({len(ensemble['seeds'])} seeds)"
         reading_name = f"{chosen} (chosen on validation)"
         rows.append(_summary_row(yardstick, reading_name, ensemble["readings"][chosen], ensemble["machine"]))
-    for found in from_backbone_sections(results):
+    for found in backbone_file_starts(results).values():
         yardstick = f"plain Inception-v4, {found['variant']} from {start_phrase(found)}"
         # each reading beside its pair from scratch (same seed, CPU and test scans): what the start adds
         read = [

@@ -50,6 +50,7 @@ from benchmarks.attention_study import Setup, _pretrain
 from benchmarks.common import (
     REAL_DATA,
     RESULTS,
+    backbone_file_starts,
     machine,
     refuse_other_settings,
     save_backbone,
@@ -1518,9 +1519,8 @@ def probe_answers(folder: Path) -> list[QuestionRow]:
     """The paper's question as the backbone probes asked it, read from their results files in
     ``folder`` (``oct2017_from_backbone.json``: part d's backbone, then each backbone file;
     ``octdl_recipe.json``'s starts); none where a probe has not run."""
-    # both import this module: read where needed
+    # it imports this module: read where needed
     from benchmarks.oct2017_from_backbone import start_sections
-    from benchmarks.octdl_recipe import from_backbone_sections
 
     rows: list[QuestionRow] = []
     oct2017 = folder / "oct2017_from_backbone.json"
@@ -1532,7 +1532,7 @@ def probe_answers(folder: Path) -> list[QuestionRow]:
     octdl = folder / "octdl_recipe.json"
     if octdl.is_file():
         results = json.loads(octdl.read_text())
-        for found in from_backbone_sections(results):
+        for found in backbone_file_starts(results).values():
             start = f"{found['generator']} {_whose(found)} at a tenth, {found['variant']}"
             for seed, one in found["runs"].items():
                 if "paper_question" in one:

@@ -10,6 +10,7 @@ from typing import Any
 import benchmarks.real_scans as real_scans
 import numpy as np
 import pytest
+from benchmarks.common import FROM_BACKBONE
 from benchmarks.real_scans import headline, merged_results, octdl_clean_manifest, plan, seeds_of, summary, table
 
 from tests.data.helpers import make_tree
@@ -1271,7 +1272,7 @@ def test_the_recipe_probe_fine_tunes_from_a_phantom_backbone_and_pairs_it_with_s
     )
     assert trained["octdl-plain-s0-24-epochs-from-diverse-long-s17"][-2:] == [f"weights={file}", "lr_backbone=0.0002"]
     assert other["weights"] == str(file) and other["runs"]["0"]["backbone"]["test"]["accuracy"] == 1.0
-    both = {recipe.PART_D_START: found, recipe.FROM_BACKBONE + "diverse-long-s17": other}
+    both = {recipe.PART_D_START: found, recipe.start_key("diverse-long-s17"): other}
     rows = recipe.summary(both).splitlines()[2:]
     assert len(rows) == 4 and "from the diverse-long-s17 backbone | seed 0, one network" in rows[3]
     text = recipe.table({"seeds": {}, "test_scans": 4, **both})
@@ -1336,7 +1337,7 @@ def test_a_second_backbone_start_is_kept_beside_the_first(tmp_path, monkeypatch)
     start = ["--from-backbone", "diverse-long-s17", "--backbone-weights", str(weights)]
     monkeypatch.setattr(sys, "argv", ["octdl_recipe", "--octdl", str(tmp_path), "--work", str(tmp_path), *start])
     assert recipe.main() == 0
-    starts = [key for key in written if key.startswith(recipe.FROM_BACKBONE)]
+    starts = [key for key in written if key.startswith(FROM_BACKBONE)]
     assert starts == [recipe.PART_D_START, "from_backbone:diverse-long-s17"] and written[recipe.PART_D_START] == first
     assert written["from_backbone:diverse-long-s17"]["weights"] == weights
 
