@@ -25,10 +25,12 @@ lint: $(STAMP)
 
 # The suite in TEST_WORKERS processes (pytest-xdist), one torch thread each: Inception-v4 at
 # 75 px gains little from a second thread, and the suite's Python, I/O and subprocesses overlap.
+# --dist loadgroup: the tests that write runs and ensembles (WRITES_RUNS in tests/conftest.py) take
+# turns on one worker, so that their folders never fill the temporary disk together.
 TEST_WORKERS ?= 2
 
 test: lint
-	$(BIN)/pytest -n $(TEST_WORKERS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The manual's site: reference pages and tables regenerated from the code and results, then built strictly.
 docs: $(STAMP)

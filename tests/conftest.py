@@ -30,6 +30,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "oct2017-mini"
 VENDOR_DATA = REPO_ROOT.parent / "shared" / "data" / "vendor"
 
+WRITES_RUNS = pytest.mark.xdist_group("writes-runs")
+"""For tests that train runs or build ensembles: 0.5-1.3 GB of temporary disk each at their
+peak (a checkpoint is rewritten beside the last one). `make test` (``--dist loadgroup``) runs
+them one after another on one worker, so that two of them never hold their disk at once."""
+
 
 @pytest.fixture
 def real_data() -> Path:

@@ -7,6 +7,8 @@ import sys
 
 from benchmarks.attention_study import diverged, grid, worse_than_chance
 
+from tests.conftest import WRITES_RUNS
+
 
 def test_divergence_is_a_loss_above_its_first_epoch_for_more_than_one_epoch():
     assert not diverged([0.8, 0.5, 0.9, 0.4])  # one epoch above the first: tolerated
@@ -29,6 +31,7 @@ def test_grid_compares_every_start_under_the_chosen_recipe_with_two_seeds():
     assert all(any(p.model == "plain" and p.recipe == r.recipe and p.seed == r.seed for p in runs) for r in runs)
 
 
+@WRITES_RUNS
 def test_quick_study_writes_json_and_table(tmp_path):
     command = [
         sys.executable,

@@ -12,6 +12,9 @@ from octattn.cli import main
 from octattn.demo import run_demo
 from octattn.run_paths import RunPaths
 from tests.conftest import DEMO_TINY as TINY
+from tests.conftest import WRITES_RUNS
+
+pytestmark = WRITES_RUNS
 
 
 @pytest.fixture(scope="module")

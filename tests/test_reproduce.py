@@ -2,6 +2,9 @@
 
 from octattn.cli import main
 from octattn.data.synth import write_phantom_tree
+from tests.conftest import WRITES_RUNS
+
+pytestmark = WRITES_RUNS
 
 TINY = [
     "keep_checkpoint=false",  # finished runs are kept by their evaluation; their checkpoints are 0.7 GB each

@@ -4,6 +4,7 @@ explain and ONNX, equal to the mean of the members' calibrated probabilities."""
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,14 @@ from octattn.inference.predictor import Predictor
 from octattn.inference.publish import stage_upload
 from octattn.models.ensemble import ProbabilityEnsemble
 from octattn.serve.app import create_app
+from tests.conftest import WRITES_RUNS
 from tests.model_fixtures import make_bundle
+
+pytestmark = WRITES_RUNS
 
 
 @pytest.fixture(scope="module")
-def members(tmp_path_factory) -> list[Path]:
+def members(tmp_path_factory) -> Iterator[list[Path]]:
     """Two plain Inception-v4 bundles (seeds 0, 1; plain: its ONNX export is a third faster
     than the attention model's); the second with a temperature and a prior correction, so that
     each member's own calibration must be applied inside the ensemble."""
@@ -38,14 +42,16 @@ def members(tmp_path_factory) -> list[Path]:
     config = json.loads((second / CONFIG_FILE).read_text())
     config["octattn"]["calibration"] = {"temperature": 0.5, "prior_power": 1.0, "logit_bias": [0.3, -0.2, 0.1, 0.0]}
     (second / CONFIG_FILE).write_text(json.dumps(config))
-    return [first, second]
+    yield [first, second]
+    shutil.rmtree(root, ignore_errors=True)  # 0.33 GB: gone with the module, not at the session's end
 
 
 @pytest.fixture(scope="module")
-def ensemble(members, tmp_path_factory) -> Path:
+def ensemble(members, tmp_path_factory) -> Iterator[Path]:
     out = tmp_path_factory.mktemp("ensemble") / "ens"
     build_ensemble(members, out)
-    return out
+    yield out
+    shutil.rmtree(out.parent, ignore_errors=True)
 
 
 def _probs(predictor: Predictor, batch: torch.Tensor) -> np.ndarray:
@@ -105,7 +111,7 @@ def test_ensemble_exports_to_onnx_and_scores_alike(ensemble, tmp_path):
     np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-4)
 
 
-def test_ensemble_is_served_and_explained(ensemble, bundle, real_data, tmp_path):
+def test_ensemble_is_served_and_explained(ensemble, bundle, plain_bundle, real_data, tmp_path):
     client = TestClient(create_app(ensemble))
     info = client.get("/v1/model").json()
     assert info["ensemble_members"] == 2 and info["model"].startswith("ens@")
@@ -113,7 +119,7 @@ def test_ensemble_is_served_and_explained(ensemble, bundle, real_data, tmp_path)
     body = client.post("/v1/predict", files={"file": ("scan.jpeg", scan, "image/jpeg")}).json()
     assert abs(sum(body["probabilities"].values()) - 1) < 1e-6
     attention = tmp_path / "attention"
-    build_ensemble([bundle, make_bundle(tmp_path / "second", seed=1)], attention)
+    build_ensemble([bundle, plain_bundle], attention)  # the suite's own bundles: no third 0.2 GB model on disk
     scan = np.random.default_rng(0).integers(0, 255, (90, 120), dtype=np.uint8)
     maps = saliency_maps(Predictor(attention), scan)  # the first member's masks, Grad-CAM at its layer
     assert "gradcam" in maps and any(name.startswith("attention_after") for name in maps)
@@ -205,6 +211,7 @@ def test_ensemble_of_runs_fits_on_the_scans_every_member_held_out(members, tmp_p
     out = tmp_path / "ens"
     assert main(["ensemble", *map(str, runs), "--out", str(out), "--data", str(real_data)]) == 0
     assert read_bundle_config(out).decision["chosen_on"] == f"{len(shared)} validation images"
+    shutil.rmtree(out)  # 0.33 GB: one ensemble on disk at a time
 
     # runs trained on the data's own val split (OCTDL's): the held-out scans are in "val"
     manifest = tmp_path / "m.csv"
