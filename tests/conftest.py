@@ -31,9 +31,10 @@ REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "oct2017-mini"
 VENDOR_DATA = REPO_ROOT.parent / "shared" / "data" / "vendor"
 
 WRITES_RUNS = pytest.mark.xdist_group("writes-runs")
-"""For tests that train runs or build ensembles: 0.5-1.3 GB of temporary disk each at their
-peak (a checkpoint is rewritten beside the last one). `make test` (``--dist loadgroup``) runs
-them one after another on one worker, so that two of them never hold their disk at once."""
+"""For tests that train runs, build ensembles or quantise a model: 0.5-1.1 GB of temporary
+disk each at their peak (a checkpoint beside its bundle; onnxruntime's copies of a graph).
+`make test` (``--dist loadgroup``) runs them one after another on one worker, so that two of
+them never hold their disk at once."""
 
 
 @pytest.fixture
@@ -66,6 +67,17 @@ def listing(folder: Path) -> dict[str, tuple[int, int]]:
         for path in sorted(folder.rglob("*"))
         if path.is_file()
     }
+
+
+def link_weights(source: str, target: str) -> str:
+    """``shutil.copytree``'s ``copy_function`` for copies of bundles and runs: weights files
+    (``*.safetensors``) are hard links, everything else is copied. The suite's disk then holds
+    one copy of a 0.2 GB model however many tests wrap it. octattn replaces a weights file,
+    never writes into one; ``built_once`` fails the suite where a shared fixture's file changed."""
+    if source.endswith(".safetensors"):
+        os.link(source, target)
+        return target
+    return str(shutil.copy2(source, target))
 
 
 @contextmanager

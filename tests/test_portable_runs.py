@@ -12,7 +12,7 @@ from octattn.cli import main
 from octattn.demo import run_demo
 from octattn.run_paths import RunPaths
 from tests.conftest import DEMO_TINY as TINY
-from tests.conftest import WRITES_RUNS
+from tests.conftest import WRITES_RUNS, link_weights
 
 pytestmark = WRITES_RUNS
 
@@ -60,7 +60,7 @@ def test_report_evaluate_explain_from_another_folder(relative_demo, tmp_path, mo
 
 def test_a_moved_demo_folder_keeps_working(relative_demo, tmp_path, monkeypatch):
     moved = tmp_path / "elsewhere" / "demo-a"
-    shutil.copytree(relative_demo, moved)
+    shutil.copytree(relative_demo, moved, copy_function=link_weights)
     monkeypatch.chdir(tmp_path)
     shutil.move(str(relative_demo), str(tmp_path / "original-gone"))  # the old location is gone
     try:
@@ -74,7 +74,7 @@ def test_a_moved_demo_folder_keeps_working(relative_demo, tmp_path, monkeypatch)
 
 def test_a_run_copied_without_its_images_still_reports(relative_demo, tmp_path, monkeypatch, capsys):
     lonely = tmp_path / "copied-run"
-    shutil.copytree(relative_demo / "run", lonely)
+    shutil.copytree(relative_demo / "run", lonely, copy_function=link_weights)
     monkeypatch.chdir(tmp_path)
     shutil.move(str(relative_demo / "data"), str(tmp_path / "data-gone"))
     try:

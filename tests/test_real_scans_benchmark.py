@@ -13,6 +13,7 @@ import pytest
 from benchmarks.common import FROM_BACKBONE
 from benchmarks.real_scans import headline, merged_results, octdl_clean_manifest, plan, seeds_of, summary, table
 
+from tests.conftest import link_weights
 from tests.data.helpers import make_tree
 
 
@@ -638,7 +639,7 @@ def test_the_probes_correction_after_the_fact_is_the_one_the_bundle_would_apply(
     from tests.data.helpers import write_scan
 
     run = tmp_path / "run"
-    shutil.copytree(bundle, run / "model")
+    shutil.copytree(bundle, run / "model", copy_function=link_weights)
     (run / "config.yaml").write_text("balance: sampler\n")
     rows = [("train", "CNV")] * 6 + [("train", "NORMAL")] * 2 + [("val", "CNV"), ("val", "DME"), ("val", "NORMAL")] * 2
     rows += [("test", c) for c in ("CNV", "DME", "DRUSEN", "NORMAL")] * 2
@@ -1352,7 +1353,7 @@ def test_a_runs_reading_is_kept_and_read_again_once_its_weights_change(bundle, t
     from tests.data.helpers import write_scan
 
     run = tmp_path / "run"
-    shutil.copytree(bundle, run / "model")
+    shutil.copytree(bundle, run / "model", copy_function=link_weights)
     manifest = tmp_path / "m.csv"
     with manifest.open("w", newline="") as handle:
         writer = csv.writer(handle)

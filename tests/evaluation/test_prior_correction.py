@@ -12,6 +12,7 @@ from octattn.evaluation.calibration import fit_prior_power, prior_shift, softmax
 from octattn.inference.bundle import read_bundle_config
 from octattn.inference.predictor import Predictor
 from octattn.training.run_data import trained_class_counts
+from tests.conftest import link_weights
 
 
 def test_the_shift_is_zero_where_the_frequencies_agree_and_the_log_ratio_where_not():
@@ -58,7 +59,7 @@ def test_the_bias_moves_the_softmax_and_the_temperature_still_applies():
 
 def test_a_bundle_keeps_its_correction_and_its_predictions_follow_it(bundle, tmp_path):
     folder = tmp_path / "model"
-    shutil.copytree(bundle, folder)
+    shutil.copytree(bundle, folder, copy_function=link_weights)
     assert read_bundle_config(folder).prior_power is None and read_bundle_config(folder).logit_bias == []
     stored = json.loads((folder / "config.json").read_text())
     stored["octattn"]["calibration"].update(prior_power=0.5, logit_bias=[0.0, 0.0, 0.0, 50.0])

@@ -14,6 +14,7 @@ from octattn.inference.adapt import MIN_IMAGES, adapt_bundle
 from octattn.inference.bundle import CONFIG_FILE, load_bundle, read_bundle_config
 from octattn.inference.ensemble import build_ensemble
 from octattn.inference.ood import OOD_FILE
+from tests.conftest import link_weights
 
 
 def _scans(real_data, count=40):
@@ -24,7 +25,7 @@ def test_adapted_statistics_are_those_of_the_scans(plain_bundle, real_data, tmp_
     """The first BatchNorm's running mean becomes the per-channel mean of its input over the
     scans; no weight changes; the detector and the operating points are dropped."""
     source = tmp_path / "source"
-    shutil.copytree(plain_bundle, source)
+    shutil.copytree(plain_bundle, source, copy_function=link_weights)
     config = json.loads((source / CONFIG_FILE).read_text())
     config["octattn"]["decision"] = {"abstain_threshold": 0.9}
     (source / CONFIG_FILE).write_text(json.dumps(config))

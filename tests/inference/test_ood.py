@@ -29,6 +29,7 @@ from octattn.inference.ood import OOD_FILE, OodDetector
 from octattn.inference.predictor import NOT_ASSESSED, Predictor
 from octattn.reporting.report import write_report
 from octattn.serve.app import create_app
+from tests.conftest import link_weights
 
 
 def test_detector_scores_typical_images_near_one_and_strange_ones_far(tmp_path):
@@ -103,7 +104,7 @@ def guarded(bundle, tmp_path_factory) -> Iterator[tuple[Path, Path]]:
     """A copy of the test bundle with a detector fitted by `octattn fit-ood` on phantoms."""
     root = tmp_path_factory.mktemp("ood")
     model = root / "model"
-    shutil.copytree(bundle, model)
+    shutil.copytree(bundle, model, copy_function=link_weights)
     phantoms = root / "phantoms"
     write_phantom_tree(phantoms, {"train": 12, "test": 3}, seed=3, size=(96, 93))
     assert main(["--quiet", "fit-ood", str(model), "--data", str(phantoms)]) == 0

@@ -14,6 +14,7 @@ from octattn.errors import OctattnError
 from octattn.inference.bundle import load_bundle, resolve_bundle_dir
 from octattn.inference.predictor import Predictor
 from octattn.inference.publish import model_card, push_model, stage_upload
+from tests.conftest import link_weights
 from tests.data.helpers import write_scan
 
 
@@ -107,7 +108,7 @@ def test_predict_and_serve_take_local_dir_and_hf_hub_names(bundle, tmp_path, mon
 
 def test_model_card_has_the_hub_header_metrics_and_limits(bundle, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(bundle, run / "model")
+    shutil.copytree(bundle, run / "model", copy_function=link_weights)
     (run / "evaluation").mkdir()
     metrics = {
         "split": "test",

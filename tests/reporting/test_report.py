@@ -7,6 +7,7 @@ import pytest
 
 from octattn.cli import main
 from octattn.reporting.report import write_report
+from tests.conftest import link_weights
 
 EXPECTED_PLOTS = {"loss_curves", "run_roc", "run_confusion", "run_reliability", "run_attention", "run_attention_health"}
 
@@ -38,7 +39,7 @@ def test_report_embeds_every_plot_as_png(demo_dir, tmp_path):
 
 def test_report_of_an_unevaluated_run_says_so(demo_dir, tmp_path):
     run = tmp_path / "copy"
-    shutil.copytree(demo_dir / "run", run, ignore=shutil.ignore_patterns("evaluation"))
+    shutil.copytree(demo_dir / "run", run, ignore=shutil.ignore_patterns("evaluation"), copy_function=link_weights)
     text = write_report([run], tmp_path / "r").read_text()
     assert "not evaluated" in text and "run `octattn evaluate RUN --data DIR` first" in text
 

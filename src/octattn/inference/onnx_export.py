@@ -69,6 +69,9 @@ def export_onnx(
         fp32 = _export_fp32(model_path, Path(work) / "fp32.onnx", opset)
         prepared = Path(work) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        # Quantising writes a third copy (onnxruntime's calibration graph, in its own temporary
+        # folder): the fp32 export has served, and one model-sized file less is on the disk then.
+        fp32.unlink()
         with atomic_path(out) as tmp:
             quantize_static(
                 str(prepared),

@@ -126,7 +126,8 @@ class TrainConfig:
     volume_false_urgent: float = setting(0.01, "a volume's false call rate, at any number of B-scans")
     keep_checkpoint: bool = setting(
         True,
-        "keep RUN/checkpoint.pt (model + optimizer, about 3x the bundle) when the run ends; false: the bundle only",
+        "keep RUN/checkpoint.pt (model + optimizer, about 3x the bundle) when the run ends; "
+        "false: the bundle only, and the last epoch's checkpoint is never written",
     )
 
     @property

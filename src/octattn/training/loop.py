@@ -278,22 +278,27 @@ def _train(
                     run_dir, model, config, predictions.logits, predictions.labels, epoch + 1, data.classes, prior
                 )
             write_logs(run_dir, history, steps)
-            save_checkpoint(
-                checkpoint_path,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": {},  # bf16 autocast needs no loss scaler; kept for the format
-                    "epoch": epoch,
-                    "rng": rng_state(),
-                    "history": history,
-                    "steps": steps,
-                    "best": best,
-                    "config": config.to_dict(),
-                    "mask_start": profiles_to_tensors(mask_start),
-                },
-            )
+            # Without keep_checkpoint the last epoch's checkpoint would be deleted once the run
+            # ends: not writing it saves a write of three bundles' size and, while it replaced the
+            # one before, twice that on the disk. A crash after the last epoch then repeats that
+            # epoch on --resume, as a crash within any epoch does.
+            if config.keep_checkpoint or epoch + 1 < config.epochs:
+                save_checkpoint(
+                    checkpoint_path,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "scaler": {},  # bf16 autocast needs no loss scaler; kept for the format
+                        "epoch": epoch,
+                        "rng": rng_state(),
+                        "history": history,
+                        "steps": steps,
+                        "best": best,
+                        "config": config.to_dict(),
+                        "mask_start": profiles_to_tensors(mask_start),
+                    },
+                )
             if writer is not None:
                 for key, value in row.items():
                     if key != "epoch":
