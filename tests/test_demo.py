@@ -39,3 +39,14 @@ def test_bench_runs_a_benchmark_from_the_source_tree(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "nonexistent"])
     assert exit_info.value.code == 2
+
+
+def test_bench_knows_every_benchmark():
+    """`octattn bench NAME` offers every runnable module of benchmarks/ (docs_tables renders, it measures nothing)."""
+    from pathlib import Path
+
+    from octattn.cli import BENCHMARKS
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    runnable = {path.stem for path in folder.glob("*.py") if '__name__ == "__main__"' in path.read_text()}
+    assert set(BENCHMARKS) == runnable - {"docs_tables"}

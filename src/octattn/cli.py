@@ -211,6 +211,10 @@ BENCHMARKS = (
     "archive",
     "real_scans",
     "ensemble",
+    "octdl_recipe",
+    "oct2017_from_backbone",
+    "phantom_zero_shot",
+    "suite",
 )
 
 
