@@ -122,6 +122,22 @@ def better_epoch(row: dict[str, Any], best: dict[str, Any]) -> bool:
     return bool(row["val_loss"] < best.get("val_loss", float("inf")))
 
 
+FUSED_DEVICES = ("cpu", "cuda")
+"""Where torch has a fused optimizer kernel: one pass over all parameters instead of a loop of
+small ops per tensor (AdamW's update of the attention model's 60 M parameters takes 0.09 s fused
+against 0.18 s unfused on a 2-core Xeon: a training step at 147 px is 1.09x as fast;
+``benchmarks/optimizer.py``). The same update, up to floating-point rounding."""
+
+
+def make_optimizer(config: TrainConfig, groups: list[dict[str, Any]], device: torch.device) -> torch.optim.Optimizer:
+    """The config's optimizer over ``groups`` (each with its own rate and weight decay), fused
+    where the device has the kernel."""
+    fused = device.type in FUSED_DEVICES or None
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, momentum=config.momentum, fused=fused)
+    return torch.optim.AdamW(groups, fused=fused)
+
+
 def train(
     config: TrainConfig,
     run_dir: str | Path,
@@ -188,10 +204,7 @@ def _train(
         say(f"skipped {len(data.skipped)} unreadable file(s), listed in {run_dir / 'skipped.json'}")
 
     model, groups = build_model(config, info, len(data.classes))
-    if config.optimizer == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, momentum=config.momentum)
-    else:
-        optimizer = torch.optim.AdamW(groups)
+    optimizer = make_optimizer(config, groups, info.device)
     train_module: nn.Module = model
     if info.distributed:
         if info.device.type == "cuda" and config.bn == "train":
