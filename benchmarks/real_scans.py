@@ -37,6 +37,7 @@ import json
 import re
 import statistics
 import sys
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import cache
@@ -120,6 +121,8 @@ class Plan:
     phantom-only probe's ``diverse-long``, its best phantom-only recipe)."""
     octdl_cap: int | None = None
     """At most this many scans of each OCTDL class in each split (``--quick``: the code path only)."""
+    oct2017_cap: int | None = None
+    """At most this many OCT2017 scans of each class (``--quick``: the code path only)."""
     pretrain_recipe: tuple[str, ...] = PHANTOM_RECIPE
     """Config overrides of the phantom pretraining, after the study's own."""
 
@@ -131,7 +134,7 @@ def plan(quick: bool, size: int) -> Plan:
     AMD EPYC."""
     if quick:
         tiny = Setup(75, 3, 1, 0, 0, 1, 8)
-        return Plan(75, 1, 2, (0,), tiny, 75, 1, tiny, octdl_cap=16)
+        return Plan(75, 1, 2, (0,), tiny, 75, 1, tiny, octdl_cap=16, oct2017_cap=16)
     pretrain = Setup(size, 150, 10, 0, 0, 1, 16)
     return Plan(size, 12, 5, (0, 1), pretrain, 128, 12, replace(pretrain, pretrain_per_class=500))
 
@@ -153,6 +156,20 @@ def oct2017_scans() -> list[dict[str, str]]:
         {"path": str(path), "label": path.parent.name.upper(), "group": group}
         for path, group in zip(files, groups, strict=True)
     ]
+
+
+def oct2017_rows(p: Plan) -> list[dict[str, str]]:
+    """The OCT2017 scans a plan reads: every one, or the first ``p.oct2017_cap`` of each class."""
+    rows = oct2017_scans()
+    if p.oct2017_cap is None:
+        return rows
+    seen: Counter[str] = Counter()
+    kept = []
+    for r in rows:
+        seen[r["label"]] += 1
+        if seen[r["label"]] <= p.oct2017_cap:
+            kept.append(r)
+    return kept
 
 
 def oct2017_folds(rows: list[dict[str, str]], folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -373,7 +390,7 @@ def cross_validated(
     the weights, the data order and the validation carve-out. The folds, the recipe and the
     run names depend on nothing else, so a run shared by two parts (``attention-scratch``) is
     trained once."""
-    rows = oct2017_scans()
+    rows = oct2017_rows(p)
     splits = oct2017_folds(rows, p.folds)
     manifests = [
         fold_manifest(rows, set(test.tolist()), work / f"oct2017-fold{k}.csv") for k, (_, test) in enumerate(splits)
@@ -588,10 +605,10 @@ def oct2017_transfer(work: Path, p: Plan, octdl: Path, seeds: tuple[int, ...] = 
     return cross_validated(work, p, configs, weights, PAIRS_E, seeds, frozenset({"scratch", "octdl_gentle"}))
 
 
-def zero_shot(work: Path, backbones: dict[str, Path]) -> dict[str, Any]:
+def zero_shot(work: Path, p: Plan, backbones: dict[str, Path]) -> dict[str, Any]:
     """Each phantom-trained model on the real scans, no real training: on all of them, and on
     those the realistic style was not learnt from (all but ``oct2017-mini/train``)."""
-    rows = oct2017_scans()
+    rows = oct2017_rows(p)
     unseen = [r for r in rows if Path(r["path"]).parent.parent != REAL_DATA / "train"]
     manifests = {
         "all": fold_manifest(rows, set(range(len(rows))), work / "oct2017-all-test.csv"),
@@ -652,7 +669,7 @@ def across(work: Path, p: Plan, octdl: Path, octdl_model: Path | None) -> dict[s
     phantom backbone adds nothing in part a, an OCTDL backbone has seen the scans it would be
     tested on) on every OCTDL NO and DME scan, and an OCTDL-trained one (part b's, seed 0, or
     trained here on ``octdl``) on OCT2017's NORMAL and DME scans."""
-    rows = oct2017_scans()
+    rows = oct2017_rows(p)
     common = [f"epochs={p.epochs}", "val_fraction=0.15", "ood_detector=false", "keep_checkpoint=false"]
     small = [*common, *SMALL_DATA]
     oct_run = work / "runs" / "across-oct2017-scratch"
@@ -1018,7 +1035,7 @@ def main() -> int:
     # d and c before a: part a's many runs come last, its standard-phantom runs last of all,
     # so that a run cut short for time loses the least.
     if "d" in parts:
-        results["zero_shot"] = zero_shot(work, backbones)
+        results["zero_shot"] = zero_shot(work, p, backbones)
         results["phantom_statistics"] = phantom_statistics()
     if "c" in parts:
         octdl_model = octdl_run(work, p, octdl, "attention", 0) if octdl is not None else None
@@ -1651,6 +1668,30 @@ def held_out_zero_shot(folder: Path) -> str | None:
     )
 
 
+def lesion_backbone_cv(folder: Path) -> str | None:
+    """The summary's row for part a's folds fine-tuned from part d's lesion-sized phantoms'
+    backbone (``folder``'s ``oct2017_from_backbone.json``, its top-level start): the model with
+    the best accuracy averaged over the seeds, among those that ran on every seed of the start;
+    none where the probe has not run."""
+    found = folder / "oct2017_from_backbone.json"
+    start = json.loads(found.read_text()) if found.is_file() else {}
+    seeds = list(start.get("seeds", {}).values())
+    models = set.intersection(*(set(seed.get("runs", {})) for seed in seeds)) if seeds else set()
+    if not models:
+        return None
+
+    def mean_of(model: str, metric: str) -> float:
+        return statistics.mean(seed["runs"][model][metric] for seed in seeds)
+
+    best = max(sorted(models), key=lambda model: mean_of(model, "accuracy"))
+    return (
+        f"| OCT2017, the same CV, from the {start['backbone']} phantoms' backbone (part d's) at a tenth, "
+        f"{start['epochs']} epochs | {best}-{start['start']} ({len(seeds)}) | {_pct(mean_of(best, 'accuracy'))} "
+        f"| {_pct(mean_of(best, 'macro_f1'))} | {TARGETS['oct2017_cv']} "
+        f"| {_measured_on(seed['machine'] for seed in seeds)} |"
+    )
+
+
 def _measured_on(machines: Iterable[dict[str, Any]]) -> str:
     """'AMD EPYC 2026-12-02; Intel Xeon 2026-12-04': each machine and day once, in order."""
     return "; ".join(dict.fromkeys(f"{m['cpu']} {m['date'][:10]}" for m in machines))
@@ -1666,8 +1707,8 @@ def _machines_of(key: str, results: dict[str, Any]) -> str:
 def summary(results: dict[str, Any], elsewhere: Path | None = RESULTS) -> str:
     """The README's short view of a ``real_scans.json``: each yardstick's best run against its
     target, where it was measured, what pretraining adds, and the paper's question, with the
-    lesion-backbone probes' answers read from ``elsewhere`` as :func:`table` reads them (the full
-    tables are :func:`table`'s)."""
+    lesion-backbone probes' best model and answers and the phantom probe's held-out seeds read
+    from ``elsewhere`` as :func:`table` reads them (the full tables are :func:`table`'s)."""
     top = headline(results)
     rows = [
         ("oct2017_cv", "OCT2017, 307 scans, 5-fold CV, from scratch or phantoms (a)"),
@@ -1687,6 +1728,8 @@ def summary(results: dict[str, Any], elsewhere: Path | None = RESULTS) -> str:
                 f"| {label} | {t['best']} ({t['seeds']}) | {_pct(t['accuracy'])} | {_pct(t['macro_f1'])} "
                 f"| {TARGETS[key]} | {_machines_of(key.removesuffix(SEED_ENSEMBLE), results)} |"
             )
+        if key == "oct2017_cv" + SEED_ENSEMBLE and elsewhere is not None and (lesion := lesion_backbone_cv(elsewhere)):
+            lines.append(lesion)
     zero = max(top["zero_shot"].items(), key=lambda kv: kv[1]["accuracy"])
     lines.append(
         f"| phantoms only, on the {zero[1]['n']} real scans (d) | {zero[0].removesuffix('_all')} phantoms (1) "

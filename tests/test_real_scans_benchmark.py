@@ -1610,3 +1610,36 @@ def test_the_summary_adds_the_phantom_probes_seeds_run_after_its_recipe_was_chos
     assert XEON["cpu"] in row
     found.write_text(json.dumps({"runs": {name: {seed: runs[seed] for seed in seeds[:-1]}}}))
     assert "after the choice" not in summary(results, elsewhere=tmp_path)  # not before every seed has run
+
+
+def test_the_summary_adds_the_lesion_backbone_folds_best_model_averaged_over_every_seed(tmp_path):
+    def reading(acc: float) -> dict:
+        return {"n": 307, "accuracy": acc, "macro_f1": acc - 0.01}
+
+    seeds = {
+        "0": {"machine": XEON, "runs": {"plain": reading(0.85), "attention": reading(0.82), "nomask": reading(0.99)}},
+        "1": {"machine": XEON, "runs": {"plain": reading(0.78), "attention": reading(0.83)}},
+    }
+    for seed in seeds.values():
+        seed["comparisons"] = {"attention vs plain": DOWN}
+    start = {"backbone": "lesion-sized", "start": "lesion_gentle_e20", "epochs": 20, "seeds": seeds}
+    results = {**_fake_results(), "machine": _machine("AMD EPYC", "2026-12-05")}
+    assert "part d's) at a tenth" not in summary(results, elsewhere=tmp_path)  # not before the probe has run
+    (tmp_path / "oct2017_from_backbone.json").write_text(json.dumps(start))
+    lines = summary(results, elsewhere=tmp_path).splitlines()
+    row = next(line for line in lines if "part d's) at a tenth" in line)
+    # no masks ran on one seed only: left out; attention's mean (82.5%) beats plain's (81.5%)
+    assert row.split("|")[2:6] == [" attention-lesion_gentle_e20 (2) ", " 82.5% ", " 81.5% ", " accuracy 80% "]
+    assert XEON["cpu"] in row
+    # beside part a's rows, before the other yardsticks'
+    assert lines.index(row) == 1 + max(i for i, line in enumerate(lines) if line.endswith("|") and "(a) |" in line)
+
+
+def test_quick_reads_the_first_oct2017_scans_of_each_class_and_the_full_plan_reads_all(monkeypatch):
+    from benchmarks import real_scans
+
+    rows = [{"path": f"{label}-{i}", "label": label, "group": f"{label}{i}"} for i in range(20) for label in "AB"]
+    monkeypatch.setattr(real_scans, "oct2017_scans", lambda: rows)
+    quick = real_scans.oct2017_rows(real_scans.plan(True, 147))
+    assert [r["path"] for r in quick] == [f"{label}-{i}" for i in range(16) for label in "AB"]
+    assert real_scans.oct2017_rows(real_scans.plan(False, 147)) == rows
