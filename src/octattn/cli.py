@@ -214,7 +214,7 @@ BENCHMARKS = (
     "octdl_recipe",
     "oct2017_from_backbone",
     "phantom_zero_shot",
-    "optimizer",
+    "epoch",
     "suite",
 )
 

@@ -124,9 +124,9 @@ def better_epoch(row: dict[str, Any], best: dict[str, Any]) -> bool:
 
 FUSED_DEVICES = ("cpu", "cuda")
 """Where torch has a fused optimizer kernel: one pass over all parameters instead of a loop of
-small ops per tensor (AdamW's update of the attention model's 60 M parameters takes 0.09 s fused
-against 0.18 s unfused on a 2-core Xeon: a training step at 147 px is 1.09x as fast;
-``benchmarks/optimizer.py``). The same update, up to floating-point rounding."""
+small ops per tensor (AdamW's update of the attention model's 60 M parameters takes 0.10 s fused
+against 0.19 s unfused on a 2-core Xeon: a training step at 147 px is 1.08x as fast;
+``benchmarks/epoch.py``). The same update, up to floating-point rounding."""
 
 
 def make_optimizer(config: TrainConfig, groups: list[dict[str, Any]], device: torch.device) -> torch.optim.Optimizer:
