@@ -37,6 +37,7 @@ import json
 import re
 import statistics
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -211,11 +212,18 @@ def run_once(name: str, work: Path, data: Path, overrides: list[str], split: str
     run = work / "runs" / name
     result_file = run / "result.json"
     config = load_config(config_path("demo"), [f"data={data}", *overrides])
+    start = time.perf_counter()
     if reused_or_trained(run, config, result_file):
         return json.loads(result_file.read_text())
     evaluation = evaluate_model(run, data, split, resamples=200)
     report = evaluation.report
-    result = {"accuracy": report["accuracy"], "macro_f1": report["f1"], **as_reading(evaluation)}
+    result = {
+        "accuracy": report["accuracy"],
+        "macro_f1": report["f1"],
+        # training and this evaluation (runs kept from before 2026-12-07 have no such key)
+        "seconds": time.perf_counter() - start,
+        **as_reading(evaluation),
+    }
     atomic_write_text(result_file, json.dumps(result))
     return result
 
@@ -373,6 +381,31 @@ def seeded(name: str, seed: int) -> str:
     return name if seed == 0 else f"{name}-s{seed}"
 
 
+def oct2017_fold_manifests(work: Path, p: Plan) -> list[Path]:
+    """Part a's folds of the scans ``p`` reads, one CSV manifest each in ``work`` (the fold's
+    scans as its test split, the rest as its training folder)."""
+    rows = oct2017_rows(p)
+    splits = oct2017_folds(rows, p.folds)
+    return [
+        fold_manifest(rows, set(test.tolist()), work / f"oct2017-fold{k}.csv") for k, (_, test) in enumerate(splits)
+    ]
+
+
+def fold_overrides(p: Plan, model: str, seed: int, init_overrides: list[str]) -> list[str]:
+    """Part a's recipe for one fold run of ``model`` (``init_overrides``: its start's)."""
+    return [
+        *MODELS[model],
+        f"image_size={p.size}",
+        f"epochs={p.epochs}",
+        *SMALL_DATA,
+        "val_fraction=0.15",
+        f"seed={seed}",
+        "keep_checkpoint=false",
+        "ood_detector=false",
+        *init_overrides,
+    ]
+
+
 def cross_validated(
     work: Path,
     p: Plan,
@@ -391,10 +424,7 @@ def cross_validated(
     run names depend on nothing else, so a run shared by two parts (``attention-scratch``) is
     trained once."""
     rows = oct2017_rows(p)
-    splits = oct2017_folds(rows, p.folds)
-    manifests = [
-        fold_manifest(rows, set(test.tolist()), work / f"oct2017-fold{k}.csv") for k, (_, test) in enumerate(splits)
-    ]
+    manifests = oct2017_fold_manifests(work, p)
     runs: dict[str, dict[str, Any]] = {}
     for model, init in configs:
         for seed in seeds if init in every_seed else tuple(s for s in seeds if s == 0):
@@ -402,17 +432,7 @@ def cross_validated(
             name = seeded(f"{model}-{init}", seed)
             per_fold = []
             for k, manifest in enumerate(manifests):
-                overrides = [
-                    *MODELS[model],
-                    f"image_size={p.size}",
-                    f"epochs={p.epochs}",
-                    *SMALL_DATA,
-                    "val_fraction=0.15",
-                    f"seed={seed}",
-                    "keep_checkpoint=false",
-                    "ood_detector=false",
-                    *init_overrides,
-                ]
+                overrides = fold_overrides(p, model, seed, init_overrides)
                 per_fold.append(run_once(f"oct2017-{name}-fold{k}", work, manifest, overrides))
             runs[name] = pooled(per_fold)
     comparisons = {

@@ -94,3 +94,9 @@ def test_lr_mask_factor_must_be_positive():
     assert load_config(None, ["lr_mask_factor=10"]).lr_mask_factor == 10.0
     with pytest.raises(ConfigError, match="lr_mask_factor must be positive"):
         load_config(None, ["lr_mask_factor=0"])
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 1.5])
+def test_val_every_must_be_a_whole_number_of_epochs(value):
+    with pytest.raises(ConfigError, match="val_every"):
+        TrainConfig(val_every=value).validate()

@@ -7,6 +7,7 @@ diagram, a montage of misclassified scans (Fig. 1) and attention overlays (Fig. 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -155,10 +156,12 @@ def mask_health(epochs: Sequence[dict[str, str]], title: str) -> bytes | None:
     if not modules:
         return None
     figure, axes = plt.subplots(1, len(fields), figsize=(3.6 * len(fields), 3.0))
-    x = [int(row["epoch"]) for row in epochs]
     for axis, (key, label) in zip(axes, fields, strict=True):
         for module in modules:
-            axis.plot(x, [float(row[f"mask_{module}_{key}"]) for row in epochs], marker="o", ms=3, label=module)
+            # the epochs measured: a run with val_every > 1 leaves the others "nan"
+            points = [(int(row["epoch"]), float(row[f"mask_{module}_{key}"])) for row in epochs]
+            measured = [(e, v) for e, v in points if not math.isnan(v)]
+            axis.plot([e for e, _ in measured], [v for _, v in measured], marker="o", ms=3, label=module)
         axis.set_xlabel("epoch")
         axis.set_title(label, fontsize=9)
         axis.grid(alpha=0.3)

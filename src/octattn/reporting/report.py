@@ -16,6 +16,7 @@ import base64
 import csv
 import html
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +51,10 @@ class RunSummary:
 
     @property
     def first_epoch_accuracy(self) -> float | None:
-        """Validation accuracy after the first epoch (the paper: 99.1% vs 90.9%)."""
-        return float(self.epochs[0]["val_accuracy"]) if self.epochs else None
+        """Validation accuracy after the first epoch (the paper: 99.1% vs 90.9%); None where
+        the run did not validate it (``val_every``)."""
+        value = float(self.epochs[0]["val_accuracy"]) if self.epochs else math.nan
+        return None if math.isnan(value) else value
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

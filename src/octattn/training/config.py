@@ -96,6 +96,11 @@ class TrainConfig:
     balance_classes: list[str] = setting(["DME", "DRUSEN"], "the classes that `balance: triple` copies")
     balance_factor: int = setting(3, "copies per image of balance_classes (up to 6)")
     val_fraction: float = setting(0.1, "patient-grouped validation share of the training folder (0 = its val/)")
+    val_every: int = setting(
+        1,
+        "validate after every N-th epoch and the last (each validation re-estimates BatchNorm first); the best "
+        "epoch is chosen among the validated ones",
+    )
     skip_bad: bool = setting(False, "count unreadable files as skipped instead of stopping")
     num_workers: int = setting(-1, "loader processes per training process (-1 = the machine's cores, at most 8)")
     # engine
@@ -167,6 +172,8 @@ class TrainConfig:
             raise ConfigError(f"jitter must be in [0, 1], got {self.jitter}")
         if not 0 <= self.randomise <= 1:
             raise ConfigError(f"randomise must be in [0, 1], got {self.randomise}")
+        if isinstance(self.val_every, bool) or not isinstance(self.val_every, int) or self.val_every < 1:
+            raise ConfigError(f"val_every must be a whole number of epochs, at least 1, got {self.val_every!r}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.referral is not None:

@@ -1,13 +1,15 @@
 """The training loop: ``train(config, run_dir)`` runs (or resumes) one experiment.
 
 It builds the data (:mod:`~octattn.training.run_data`) and the model, then for each
-epoch: :func:`~octattn.training.steps.train_one_epoch`, optional BatchNorm re-estimation,
-validation on the patient-grouped split, the attention masks' health, a checkpoint, and a
-model bundle whenever validation macro-F1 improves (:mod:`~octattn.training.run_folder`).
+epoch: :func:`~octattn.training.steps.train_one_epoch`, then on the epochs it validates
+(every ``val_every``-th and the last) optional BatchNorm re-estimation, validation on the
+patient-grouped split and the attention masks' health; a checkpoint, and a model bundle
+whenever validation macro-F1 improves (:mod:`~octattn.training.run_folder`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +122,13 @@ def better_epoch(row: dict[str, Any], best: dict[str, Any]) -> bool:
     if row["val_macro_f1"] != best["val_macro_f1"]:
         return bool(row["val_macro_f1"] > best["val_macro_f1"])
     return bool(row["val_loss"] < best.get("val_loss", float("inf")))
+
+
+def validation_epoch(epoch: int, config: TrainConfig) -> bool:
+    """Whether the epoch of index ``epoch`` (0-based) is validated: every ``val_every``-th and
+    the last. On a small data set on a CPU the BatchNorm re-estimation before each validation
+    costs a third of a run (``benchmarks/validation_cadence.py``)."""
+    return (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs
 
 
 FUSED_DEVICES = ("cpu", "cuda")
@@ -252,15 +261,21 @@ def _train(
         stats = train_one_epoch(
             train_module, loader, optimizer, scheduler, config, info, epoch, progress, data.loss_weights
         )
-        if config.bn_recalibrate and config.bn == "train":
-            recalibrate_batchnorm(model, data.recal_dataset, config.bn_recalibrate, per_rank, info)
-        predictions = predict_dataset(model, data.val_dataset, config, info)
-        scores = headline_metrics(predictions.labels, predictions.probs()) if len(predictions.labels) else {}
-        val_loss = (
-            float(nn.functional.cross_entropy(torch.as_tensor(predictions.logits), torch.as_tensor(predictions.labels)))
-            if len(predictions.labels)
-            else float("nan")
-        )
+        validated = validation_epoch(epoch, config)
+        predictions = None
+        scores: dict[str, float] = {}
+        val_loss = float("nan")
+        if validated:
+            if config.bn_recalibrate and config.bn == "train":
+                recalibrate_batchnorm(model, data.recal_dataset, config.bn_recalibrate, per_rank, info)
+            predictions = predict_dataset(model, data.val_dataset, config, info)
+            if len(predictions.labels):
+                scores = headline_metrics(predictions.labels, predictions.probs())
+                val_loss = float(
+                    nn.functional.cross_entropy(
+                        torch.as_tensor(predictions.logits), torch.as_tensor(predictions.labels)
+                    )
+                )
         row = {
             "epoch": epoch + 1,
             "train_loss": stats.loss,
@@ -272,19 +287,23 @@ def _train(
             "lr_backbone": optimizer.param_groups[0]["lr"],
         }
         health: dict[str, dict[str, float]] = {}
-        if has_attention:
+        if has_attention and validated:
             health = measure_masks(model, data.health_dataset, per_rank, config, info).summary(mask_start)
             row.update(flatten_health(health))
         history.append(row)
         base = len(steps)
         steps.extend({"epoch": epoch + 1, "step": base + i + 1, "loss": v} for i, v in enumerate(stats.step_losses))
+        validation = (
+            f"val loss {val_loss:.4f}, val accuracy {row['val_accuracy']:.4f}, val macro-F1 {row['val_macro_f1']:.4f}"
+            if validated
+            else f"not validated (val_every {config.val_every})"
+        )
         say(
-            f"epoch {epoch + 1}/{config.epochs}: train loss {stats.loss:.4f}, val loss {val_loss:.4f}, "
-            f"val accuracy {row['val_accuracy']:.4f}, val macro-F1 {row['val_macro_f1']:.4f}, "
+            f"epoch {epoch + 1}/{config.epochs}: train loss {stats.loss:.4f}, {validation}, "
             f"{stats.images_per_s:.1f} img/s" + (f"\n  {describe_health(health)}" if health else "")
         )
         if info.is_main:
-            if better_epoch(row, best):
+            if predictions is not None and better_epoch(row, best):
                 best = {"epoch": epoch + 1, **{k: v for k, v in row.items() if k != "epoch"}}
                 prior = (data.natural_counts(), data.trained_counts or []) if config.prior_correction else None
                 save_best_bundle(
@@ -314,7 +333,7 @@ def _train(
                 )
             if writer is not None:
                 for key, value in row.items():
-                    if key != "epoch":
+                    if key != "epoch" and not math.isnan(value):  # an epoch not validated has no val_* point
                         writer.add_scalar(key, value, epoch + 1)
         barrier(info)
     if writer is not None:

@@ -83,15 +83,17 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 
 def metrics_columns(history: Sequence[dict[str, Any]]) -> list[str]:
-    """The fixed columns, then any per-run ones (the masks' health) in their first order."""
-    extra = [key for key in (history[0] if history else {}) if key not in METRICS_COLUMNS]
-    return [*METRICS_COLUMNS, *extra]
+    """The fixed columns, then any per-run ones (the masks' health) in their first order: over
+    every row, since an epoch left unvalidated (``val_every``) measures no health."""
+    extra = [key for row in history for key in row if key not in METRICS_COLUMNS]
+    return [*METRICS_COLUMNS, *dict.fromkeys(extra)]
 
 
 def write_logs(run_dir: Path, history: list[dict[str, Any]], steps: list[dict[str, Any]]) -> None:
     def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
+        # "nan" where an epoch measured nothing (not validated): every cell reads as a float
+        writer = csv.DictWriter(buffer, fieldnames=list(columns), restval="nan", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         return buffer.getvalue()

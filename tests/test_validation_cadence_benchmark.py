@@ -1,0 +1,59 @@
+"""benchmarks/validation_cadence.py: its table reads its numbers, its fold times come from the
+run folders, and a bad --every stops in one line before anything trains."""
+
+import sys
+
+import pytest
+from benchmarks.validation_cadence import main, table, training_steps_seconds
+
+
+def _cadence(seconds, accuracy, **extra):
+    return {
+        "n": 307,
+        "accuracy": accuracy,
+        "accuracy_ci": [accuracy - 0.05, accuracy + 0.05],
+        "macro_f1": accuracy - 0.01,
+        "macro_f1_ci": [0.0, 1.0],
+        "fold_seconds": seconds,
+        "fold_training_steps_seconds": [100.0] * len(seconds),
+        **extra,
+    }
+
+
+def test_the_table_gives_each_cadence_its_time_ratio_and_its_paired_difference():
+    versus = {"difference_points": -1.3, "interval_points": [-4.0, 1.5], "p_value": 0.42}
+    results = {
+        "model": "plain",
+        "seed": 0,
+        "size": 147,
+        "epochs": 12,
+        "folds": 5,
+        "scans": 307,
+        "cadences": {
+            "1": _cadence([220.0, 230.0, 225.0, 240.0, 235.0], 0.583),
+            "3": _cadence([170.0, 175.0, 180.0, 172.0, 178.0], 0.570, vs_first=versus),
+        },
+    }
+    rows = {line.split("|")[1].strip(): line for line in table(results).splitlines() if "val_every" in line}
+    assert rows["val_every 1"].split("|")[2:6] == [" 230 ", " 1150 ", " 500 ", " 1.00x "]
+    assert rows["val_every 3"].split("|")[2:6] == [" 175 ", " 875 ", " 500 ", " 1.31x "]
+    assert "58.3% (53.3%-63.3%)" in rows["val_every 1"] and rows["val_every 1"].rstrip().endswith("| - |")
+    assert "-1.3 (-4.0 to +1.5; p 0.42)" in rows["val_every 3"]
+    # a fold trained before its time was kept: no total and no ratio, never a wrong one
+    results["cadences"]["1"]["fold_seconds"][0] = None
+    rows = {line.split("|")[1].strip(): line for line in table(results).splitlines() if "val_every" in line}
+    assert rows["val_every 1"].split("|")[3:6] == [" - ", " 500 ", " - "]
+
+
+def test_training_steps_are_the_epochs_seconds_of_the_run(tmp_path):
+    (tmp_path / "metrics.csv").write_text("epoch,train_loss,epoch_seconds\n1,1.2,10.5\n2,1.0,11.0\n")
+    assert training_steps_seconds(tmp_path) == pytest.approx(21.5)
+
+
+@pytest.mark.parametrize("every", ["3", "1,x", "0,3", "2,2"])
+def test_a_bad_cadence_list_stops_in_one_line(every, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["validation_cadence", "--every", every])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 2
+    assert "--every" in capsys.readouterr().err.strip().splitlines()[-1]
