@@ -6,14 +6,14 @@ BatchNorm re-estimation that precedes each epoch's validation (``bn_recalibrate:
 fp32: ``benchmarks/epoch.py``), beside the training steps' 58%. ``val_every: N`` validates after
 every N-th epoch and the last instead of after each.
 
-``python -m benchmarks.validation_cadence [--model plain] [--every 1,3] [--seed 0] [--quick]``
+``python -m benchmarks.validation_cadence [--model plain] [--every 1,3] [--seeds 0,1] [--quick]``
 trains part a's five patient-grouped folds of the 307 OCT2017 scans with part a's recipe and
 code (its folds, recipe, training and scoring) once for each cadence, the cadences taking turns
 fold by fold so that a CPU's drift touches them alike, and writes
 ``results/validation_cadence.{json,md}``: each fold's wall time (training and scoring) and its
 training steps' time (the epochs' ``epoch_seconds``), their sums, the ratio of the sums to the
 first cadence's, and the pooled out-of-fold accuracy of each cadence paired scan by scan with the
-first's (McNemar's exact test, paired patient-bootstrap interval). Resumable: each cadence's
+first's (McNemar's exact test, paired patient-bootstrap interval), on each seed. Resumable: each cadence's
 runs live in their own work folder (``runs/validation-cadence/val-every-N``) and a finished
 fold is reused with the time it took when trained. ``--quick`` (75 px, 2 epochs, 2 folds, 16
 scans a class) checks the code path and writes under ``runs/validation-cadence-quick``.
@@ -32,6 +32,7 @@ from typing import Any
 from benchmarks.common import REAL_DATA, write_results
 from benchmarks.real_scans import (
     MODELS,
+    Plan,
     fold_overrides,
     oct2017_fold_manifests,
     paired,
@@ -53,11 +54,9 @@ def training_steps_seconds(run: Path) -> float:
         return sum(float(row["epoch_seconds"]) for row in csv.DictReader(handle))
 
 
-def measure(model: str, cadences: list[int], seed: int, quick: bool, work: Path) -> dict[str, Any]:
-    """Each cadence's folds, trained in turns fold by fold (or reused), pooled out of fold, with
+def measure_seed(p: Plan, model: str, cadences: list[int], seed: int, work: Path) -> dict[str, Any]:
+    """One seed's cadences, trained in turns fold by fold (or reused), pooled out of fold, with
     each fold's wall and training-step seconds."""
-    p = replace(plan(quick, 147), epochs=2) if quick else plan(False, 147)
-    work.mkdir(parents=True, exist_ok=True)
     manifests = oct2017_fold_manifests(work, p)
     folds: dict[int, list[dict[str, Any]]] = {n: [] for n in cadences}
     for k, manifest in enumerate(manifests):
@@ -67,26 +66,32 @@ def measure(model: str, cadences: list[int], seed: int, quick: bool, work: Path)
             result = run_once(name, work, manifest, overrides)
             steps = training_steps_seconds(work / "runs" / name)
             folds[n].append({**result, "training_steps": steps})
-            print(f"fold {k}, val_every {n}: {result.get('seconds', float('nan')):.0f} s", flush=True)
+            print(f"seed {seed}, fold {k}, val_every {n}: {result.get('seconds', float('nan')):.0f} s", flush=True)
     readings: dict[str, Any] = {}
     pools = {n: pooled(folds[n]) for n in cadences}
     for n in cadences:
-        reading = pools[n]
         readings[str(n)] = {
-            **{key: v for key, v in reading.items() if not key.startswith("_")},
+            **{key: v for key, v in pools[n].items() if not key.startswith("_")},
             "fold_seconds": [f.get("seconds") for f in folds[n]],
             "fold_training_steps_seconds": [f["training_steps"] for f in folds[n]],
         }
         if n != cadences[0]:
-            readings[str(n)]["vs_first"] = paired(pools[cadences[0]], reading)
+            readings[str(n)]["vs_first"] = paired(pools[cadences[0]], pools[n])
+    return readings
+
+
+def measure(model: str, cadences: list[int], seeds: list[int], quick: bool, work: Path) -> dict[str, Any]:
+    """Every seed's cadences (:func:`measure_seed`), with the plan they ran under."""
+    p = replace(plan(quick, 147), epochs=2) if quick else plan(False, 147)
+    work.mkdir(parents=True, exist_ok=True)
+    by_seed = {str(seed): measure_seed(p, model, cadences, seed, work) for seed in seeds}
     return {
         "model": model,
-        "seed": seed,
         "size": p.size,
         "epochs": p.epochs,
         "folds": p.folds,
-        "scans": sum(r["n"] for r in readings.values()) // len(readings),
-        "cadences": readings,
+        "scans": next(iter(next(iter(by_seed.values())).values()))["n"],
+        "seeds": by_seed,
     }
 
 
@@ -97,32 +102,32 @@ def _sum(values: list[float | None]) -> float | None:
 
 def table(results: dict[str, Any]) -> str:
     """The docs' table of a ``validation_cadence.json``."""
-    cadences = results["cadences"]
-    first = _sum(next(iter(cadences.values()))["fold_seconds"])
     lines = [
-        f"| {results['model']} from scratch, {results['size']} px, {results['epochs']} epochs, seed {results['seed']} "
+        f"| {results['model']} from scratch, {results['size']} px, {results['epochs']} epochs | seed "
         "| fold wall time, median (s) | all folds (s) | of which training steps (s) | x first | "
         f"pooled accuracy, {results['scans']} scans (95% CI) | macro-F1 | this - first (points; p) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for n, c in cadences.items():
-        total = _sum(c["fold_seconds"])
-        known = [v for v in c["fold_seconds"] if v is not None]
-        median = f"{statistics.median(known):.0f}" if known else "-"
-        ratio = f"{first / total:.2f}x" if first and total else "-"
-        versus = points_p(c["vs_first"]) if "vs_first" in c else "-"
-        total_text = f"{total:.0f}" if total is not None else "-"
-        lines.append(
-            f"| val_every {n} | {median} | {total_text} | {sum(c['fold_training_steps_seconds']):.0f} | {ratio} "
-            f"| {pct_ci(c['accuracy'], c['accuracy_ci'])} | {c['macro_f1']:.3f} | {versus} |"
-        )
+    for seed, cadences in results["seeds"].items():
+        first = _sum(next(iter(cadences.values()))["fold_seconds"])
+        for n, c in cadences.items():
+            total = _sum(c["fold_seconds"])
+            known = [v for v in c["fold_seconds"] if v is not None]
+            median = f"{statistics.median(known):.0f}" if known else "-"
+            ratio = f"{first / total:.2f}x" if first and total else "-"
+            versus = points_p(c["vs_first"]) if "vs_first" in c else "-"
+            total_text = f"{total:.0f}" if total is not None else "-"
+            lines.append(
+                f"| val_every {n} | {seed} | {median} | {total_text} | {sum(c['fold_training_steps_seconds']):.0f} "
+                f"| {ratio} | {pct_ci(c['accuracy'], c['accuracy_ci'])} | {c['macro_f1']:.3f} | {versus} |"
+            )
     return "\n".join(
         [
             *lines,
             "",
             f"Part a's {results['folds']} patient-grouped folds and recipe; x first: the first cadence's total time "
-            "over this one's (faster above 1). The cadences took turns fold by fold in one process; a fold's time is "
-            "its training and scoring.",
+            "over this one's on the same seed (faster above 1). The cadences took turns fold by fold in one process; a "
+            "fold's time is its training and scoring.",
         ]
     )
 
@@ -131,20 +136,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=sorted(MODELS), default="plain", help="the network (default: plain)")
     parser.add_argument("--every", default="1,3", help="the cadences, comma-separated; the first is the baseline")
-    parser.add_argument("--seed", type=int, default=0, help="the runs' seed (default: 0)")
+    parser.add_argument("--seeds", default="0,1", help="the runs' seeds, comma-separated (default: 0,1)")
     parser.add_argument("--quick", action="store_true", help="75 px, 2 epochs, 2 folds (the code path only)")
     args = parser.parse_args()
     try:
         cadences = [int(v) for v in args.every.split(",")]
     except ValueError:
         parser.error(f"--every: whole numbers separated by commas, got {args.every!r}")
+    try:
+        seeds = [int(v) for v in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds: whole numbers separated by commas, got {args.seeds!r}")
     if len(cadences) < 2 or min(cadences) < 1 or len(set(cadences)) != len(cadences):
         parser.error(f"--every: two or more distinct cadences of at least 1, got {args.every!r}")
     if not REAL_DATA.is_dir():
         print(f"skipped: {REAL_DATA} not found (the OCT2017 scans this benchmark trains on)")
         return 0
     work = QUICK_WORK if args.quick else WORK
-    results = measure(args.model, cadences, args.seed, args.quick, work)
+    results = measure(args.model, cadences, seeds, args.quick, work)
     write_results("validation_cadence", results, table, *([work] if args.quick else []))
     return 0
 

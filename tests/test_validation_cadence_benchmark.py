@@ -20,29 +20,43 @@ def _cadence(seconds, accuracy, **extra):
     }
 
 
-def test_the_table_gives_each_cadence_its_time_ratio_and_its_paired_difference():
+def test_the_table_gives_each_cadence_its_time_ratio_and_its_paired_difference_on_each_seed():
     versus = {"difference_points": -1.3, "interval_points": [-4.0, 1.5], "p_value": 0.42}
     results = {
         "model": "plain",
-        "seed": 0,
         "size": 147,
         "epochs": 12,
         "folds": 5,
         "scans": 307,
-        "cadences": {
-            "1": _cadence([220.0, 230.0, 225.0, 240.0, 235.0], 0.583),
-            "3": _cadence([170.0, 175.0, 180.0, 172.0, 178.0], 0.570, vs_first=versus),
+        "seeds": {
+            "0": {
+                "1": _cadence([220.0, 230.0, 225.0, 240.0, 235.0], 0.583),
+                "3": _cadence([170.0, 175.0, 180.0, 172.0, 178.0], 0.570, vs_first=versus),
+            },
+            "1": {
+                "1": _cadence([200.0] * 5, 0.5),
+                "3": _cadence([250.0] * 5, 0.5, vs_first=versus),
+            },
         },
     }
-    rows = {line.split("|")[1].strip(): line for line in table(results).splitlines() if "val_every" in line}
-    assert rows["val_every 1"].split("|")[2:6] == [" 230 ", " 1150 ", " 500 ", " 1.00x "]
-    assert rows["val_every 3"].split("|")[2:6] == [" 175 ", " 875 ", " 500 ", " 1.31x "]
-    assert "58.3% (53.3%-63.3%)" in rows["val_every 1"] and rows["val_every 1"].rstrip().endswith("| - |")
-    assert "-1.3 (-4.0 to +1.5; p 0.42)" in rows["val_every 3"]
+
+    def rows(text):
+        return {
+            tuple(c.strip() for c in line.split("|")[1:3]): line for line in text.splitlines() if "val_every" in line
+        }
+
+    found = rows(table(results))
+    assert found[("val_every 1", "0")].split("|")[3:7] == [" 230 ", " 1150 ", " 500 ", " 1.00x "]
+    assert found[("val_every 3", "0")].split("|")[3:7] == [" 175 ", " 875 ", " 500 ", " 1.31x "]
+    assert found[("val_every 3", "1")].split("|")[6] == " 0.80x "  # each seed against its own first cadence
+    assert "58.3% (53.3%-63.3%)" in found[("val_every 1", "0")] and found[("val_every 1", "0")].rstrip().endswith(
+        "| - |"
+    )
+    assert "-1.3 (-4.0 to +1.5; p 0.42)" in found[("val_every 3", "0")]
     # a fold trained before its time was kept: no total and no ratio, never a wrong one
-    results["cadences"]["1"]["fold_seconds"][0] = None
-    rows = {line.split("|")[1].strip(): line for line in table(results).splitlines() if "val_every" in line}
-    assert rows["val_every 1"].split("|")[3:6] == [" - ", " 500 ", " - "]
+    results["seeds"]["0"]["1"]["fold_seconds"][0] = None
+    found = rows(table(results))
+    assert found[("val_every 1", "0")].split("|")[4:7] == [" - ", " 500 ", " - "]
 
 
 def test_training_steps_are_the_epochs_seconds_of_the_run(tmp_path):
