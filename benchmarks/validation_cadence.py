@@ -13,8 +13,8 @@ fold by fold so that a CPU's drift touches them alike, and writes
 ``results/validation_cadence.{json,md}``: each fold's wall time (training and scoring) and its
 training steps' time (the epochs' ``epoch_seconds``), their sums, the ratio of the sums to the
 first cadence's, and the pooled out-of-fold accuracy of each cadence paired scan by scan with the
-first's (McNemar's exact test, paired patient-bootstrap interval), on each seed. Resumable: each cadence's
-runs live in their own work folder (``runs/validation-cadence/val-every-N``) and a finished
+first's (McNemar's exact test, paired patient-bootstrap interval), on each seed. Resumable: the
+runs live in ``runs/validation-cadence/runs``, named by seed, cadence and fold, and a finished
 fold is reused with the time it took when trained. ``--quick`` (75 px, 2 epochs, 2 folds, 16
 scans a class) checks the code path and writes under ``runs/validation-cadence-quick``.
 """

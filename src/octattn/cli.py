@@ -215,6 +215,7 @@ BENCHMARKS = (
     "oct2017_from_backbone",
     "phantom_zero_shot",
     "epoch",
+    "validation_cadence",
     "suite",
 )
 
