@@ -250,3 +250,11 @@ def test_the_optimizer_is_fused_on_the_cpu_and_updates_as_the_unfused_one(name):
 
     for fused, unfused in zip(step(True), step(False), strict=True):
         torch.testing.assert_close(fused, unfused)
+
+
+@pytest.mark.parametrize(("epochs", "every", "validated"), [(7, 3, [3, 6, 7]), (6, 3, [3, 6]), (4, 1, [1, 2, 3, 4])])
+def test_a_cadence_validates_every_nth_epoch_and_the_last(epochs, every, validated):
+    from octattn.training.loop import validation_epoch
+
+    config = TrainConfig(epochs=epochs, val_every=every)
+    assert [e + 1 for e in range(epochs) if validation_epoch(e, config)] == validated
