@@ -54,10 +54,11 @@ def training_steps_seconds(run: Path) -> float:
         return sum(float(row["epoch_seconds"]) for row in csv.DictReader(handle))
 
 
-def measure_seed(p: Plan, model: str, cadences: list[int], seed: int, work: Path) -> dict[str, Any]:
-    """One seed's cadences, trained in turns fold by fold (or reused), pooled out of fold, with
-    each fold's wall and training-step seconds."""
-    manifests = oct2017_fold_manifests(work, p)
+def measure_seed(
+    p: Plan, manifests: list[Path], model: str, cadences: list[int], seed: int, work: Path
+) -> dict[str, Any]:
+    """One seed's cadences on part a's fold ``manifests``, trained in turns fold by fold (or
+    reused), pooled out of fold, with each fold's wall and training-step seconds."""
     folds: dict[int, list[dict[str, Any]]] = {n: [] for n in cadences}
     for k, manifest in enumerate(manifests):
         for n in cadences:
@@ -84,13 +85,14 @@ def measure(model: str, cadences: list[int], seeds: list[int], quick: bool, work
     """Every seed's cadences (:func:`measure_seed`), with the plan they ran under."""
     p = replace(plan(quick, 147), epochs=2) if quick else plan(False, 147)
     work.mkdir(parents=True, exist_ok=True)
-    by_seed = {str(seed): measure_seed(p, model, cadences, seed, work) for seed in seeds}
+    manifests = oct2017_fold_manifests(work, p)
+    by_seed = {str(seed): measure_seed(p, manifests, model, cadences, seed, work) for seed in seeds}
     return {
         "model": model,
         "size": p.size,
         "epochs": p.epochs,
         "folds": p.folds,
-        "scans": next(iter(next(iter(by_seed.values())).values()))["n"],
+        "scans": by_seed[str(seeds[0])][str(cadences[0])]["n"],
         "seeds": by_seed,
     }
 
