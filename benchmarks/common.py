@@ -82,6 +82,14 @@ def measured_on(results: dict[str, Any]) -> str:
     return f"Measured{date} on {m['cpu']} ({m['cores']} cores{flags}), torch {m['torch']}."
 
 
+REDONE_WHOLE = ("keep_checkpoint=false", "checkpoint_every=0")
+"""Overrides for a benchmark's training runs, which are redone whole (overwrite), never resumed:
+they write no checkpoint (the model and AdamW's state, three times a bundle: 0.5-0.7 GB, and a
+write of 1-2 s after each epoch on a 2-core CPU, ``benchmarks/epoch.py``). Which checkpoints a
+run wrote is not its recipe: a finished run from before is still reused
+(:data:`octattn.training.config.KEEPING_KEYS`)."""
+
+
 def refuse_other_settings(run: Path, config: TrainConfig) -> None:
     """Stop where the finished ``run`` was trained under other settings than ``config``: a
     recipe changed in the code since would otherwise be reported under the old run's numbers.

@@ -12,7 +12,10 @@ precision, channels_last), for the attention model and plain Inception-v4:
 * the re-estimation pass (``bn_recalibrate: 256`` images, the demo config's, which the
   real-scan runs inherit) as :func:`octattn.training.steps.recalibrate_batchnorm` runs it (fp32,
   contiguous images) and under bf16 autocast in channels_last, as training runs on a bf16 CPU:
-  faster, and not adopted (docs/performance.md says why).
+  faster, and not adopted (docs/performance.md says why);
+* the checkpoint the loop writes after an epoch for ``--resume`` (the model and AdamW's state,
+  :func:`octattn.training.checkpoint.save_checkpoint`, atomic), which a run redone whole rather
+  than resumed skips with ``checkpoint_every: 0``.
 
 The variants take turns, so that a CPU's clock drifting over the minutes touches them alike;
 each figure is a median of its turns. Images are random tensors: decoding is not timed.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +40,7 @@ from benchmarks.common import write_results
 from octattn.models import create_model, param_groups
 from octattn.models.batchnorm import reestimate_batchnorm
 from octattn.precision import autocast_for
+from octattn.training.checkpoint import save_checkpoint
 from octattn.training.config import TrainConfig
 from octattn.training.distributed import DistInfo
 from octattn.training.loop import make_optimizer
@@ -47,6 +52,9 @@ VARIANTS = ("fused", "foreach", "loop")
 RECALIBRATION = ("fp32 (octattn's)", "bf16, channels_last")
 """The re-estimation pass: octattn's (fp32 whatever the training precision), and in the training
 precision and memory format."""
+EPOCH_SCANS = 220
+"""About the training scans of one fold of the real-scan benchmark's part a (4/5 of 307, less
+the validation share): the epoch a checkpoint's share is taken of."""
 QUICK_RESULTS = Path("runs") / "epoch-quick"
 """Where ``--quick`` writes its meaningless numbers: never over the committed results."""
 
@@ -111,13 +119,29 @@ def measure(name: str, size: int, batch: int, rounds: int, recalibrate: int) -> 
         RECALIBRATION[1]: in_training_precision,
     }
     recalibration_seconds = _interleaved(passes, max(2, rounds // 4))
+    checkpoint_seconds, checkpoint_bytes = _checkpoint_write(model, optimizers["fused"], max(2, rounds // 4))
     return {
         "precision": precision,
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_img_s": {v: batch / s for v, s in step_seconds.items()},
         "update_s": update_seconds,
         "recalibration_s": recalibration_seconds,
+        "checkpoint_s": checkpoint_seconds,
+        "checkpoint_bytes": checkpoint_bytes,
     }
+
+
+def _checkpoint_write(model: nn.Module, optimizer: torch.optim.Optimizer, rounds: int) -> tuple[float, int]:
+    """The median seconds of writing an epoch's checkpoint as the loop does (the model and the
+    optimizer's state, atomically) in a temporary folder, and its size in bytes."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "checkpoint.pt"
+
+        def write() -> None:
+            save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict()})
+
+        seconds = _interleaved({"checkpoint": write}, rounds)["checkpoint"]
+        return seconds, path.stat().st_size
 
 
 def main() -> int:
@@ -165,12 +189,26 @@ def table(results: dict[str, Any]) -> str:
     for name, m in results["models"].items():
         ours, other = (m["recalibration_s"][way] for way in RECALIBRATION)
         lines.append(f"| {name} ({m['precision']}) | {ours:.1f} | {other:.1f} | {ours / other:.2f}x |")
+    if all("checkpoint_s" in m for m in results["models"].values()):  # measured from 2026-12-07 on
+        lines += [
+            "",
+            f"| checkpoint after an epoch (model + AdamW) | size (GB) | write (s) "
+            f"| share of an epoch of {EPOCH_SCANS} scans |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for name, m in results["models"].items():
+            epoch = EPOCH_SCANS / m["train_img_s"]["fused"]
+            seconds = m["checkpoint_s"]
+            lines.append(
+                f"| {name} | {m['checkpoint_bytes'] / 1e9:.2f} | {seconds:.1f} | {seconds / (epoch + seconds):.0%} |"
+            )
     return "\n".join(
         [
             *lines,
             "",
             "fused: the training loop's (torch's one-pass kernel); loop: torch's default on a CPU. Medians of "
-            f"{results['rounds']} training steps and updates each, and of the passes, the variants taking turns.",
+            f"{results['rounds']} training steps and updates each, and of the passes and writes, the variants "
+            "taking turns.",
         ]
     )
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from benchmarks.common import REAL_DATA, write_results
+from benchmarks.common import REAL_DATA, REDONE_WHOLE, write_results
 from octattn.classes import CLASS_NAMES
 from octattn.data.phantom import generate_phantom
 from octattn.evaluation.evaluate import evaluate_model
@@ -240,7 +240,7 @@ def main() -> int:
                 "image_size=128",
                 "epochs=14",
                 "val_fraction=0.15",
-                "keep_checkpoint=false",
+                *REDONE_WHOLE,
             ]
             config = load_config(config_path("demo"), [*overrides, *quick])
             train(config, Path(tmp) / "real", progress=False, log=lambda _: None)

@@ -51,6 +51,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from benchmarks.attention_study import Setup, _pretrain
 from benchmarks.common import (
     REAL_DATA,
+    REDONE_WHOLE,
     RESULTS,
     backbone_file_starts,
     machine,
@@ -400,7 +401,7 @@ def fold_overrides(p: Plan, model: str, seed: int, init_overrides: list[str]) ->
         *SMALL_DATA,
         "val_fraction=0.15",
         f"seed={seed}",
-        "keep_checkpoint=false",
+        *REDONE_WHOLE,
         "ood_detector=false",
         *init_overrides,
     ]
@@ -584,7 +585,7 @@ def octdl_overrides(p: Plan, model: str, seed: int) -> list[str]:
         "balance=sampler",
         f"schedule={REAL_SCHEDULE}",
         f"seed={seed}",
-        "keep_checkpoint=false",
+        *REDONE_WHOLE,
         "ood_detector=false",
     ]
 
@@ -690,7 +691,7 @@ def across(work: Path, p: Plan, octdl: Path, octdl_model: Path | None) -> dict[s
     tested on) on every OCTDL NO and DME scan, and an OCTDL-trained one (part b's, seed 0, or
     trained here on ``octdl``) on OCT2017's NORMAL and DME scans."""
     rows = oct2017_rows(p)
-    common = [f"epochs={p.epochs}", "val_fraction=0.15", "ood_detector=false", "keep_checkpoint=false"]
+    common = [f"epochs={p.epochs}", "val_fraction=0.15", "ood_detector=false", *REDONE_WHOLE]
     small = [*common, *SMALL_DATA]
     oct_run = work / "runs" / "across-oct2017-scratch"
     manifest = fold_manifest(rows, set(), work / "oct2017-all-train.csv")

@@ -56,6 +56,9 @@ def test_resume_reads_the_runs_own_config_and_refuses_another(tmp_path):
         config_for_resume(run, None, ["epochs=4"])
     assert config_for_resume(run, other, force=True).epochs == 5
     assert config_for_resume(tmp_path / "new", None, ["epochs=2"]).epochs == 2  # nothing ran yet
+    # which checkpoints a run keeps is not its recipe: a resume may change it, and it takes effect
+    kept = config_for_resume(run, None, ["checkpoint_every=0", "keep_checkpoint=false"])
+    assert (kept.checkpoint_every, kept.keep_checkpoint, kept.epochs) == (0, False, 3)
 
 
 def test_train_resume_with_another_config_is_refused_in_one_line(tmp_path, capsys):

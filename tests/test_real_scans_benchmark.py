@@ -411,6 +411,8 @@ def test_a_finished_run_is_reused_only_under_the_same_settings(tmp_path):
     save_config(load_config(config_path("demo"), before), run / "config.yaml")
     (run / "result.json").write_text(json.dumps({"accuracy": 0.3}))
     assert run_once(run.name, tmp_path, data, before[1:]) == {"accuracy": 0.3}
+    # which checkpoints a run wrote on the way is not its recipe (runs from before checkpoint_every)
+    assert run_once(run.name, tmp_path, data, [*before[1:], "checkpoint_every=0"]) == {"accuracy": 0.3}
     with pytest.raises(SystemExit, match=r"other settings \(schedule 'cosine' there, 'onecycle' now; epochs 4"):
         run_once(run.name, tmp_path, data, ["schedule=onecycle", "epochs=12"])
     assert json.loads((run / "result.json").read_text()) == {"accuracy": 0.3}  # left as it was

@@ -100,3 +100,10 @@ def test_lr_mask_factor_must_be_positive():
 def test_val_every_must_be_a_whole_number_of_epochs(value):
     with pytest.raises(ConfigError, match="val_every"):
         TrainConfig(val_every=value).validate()
+
+
+@pytest.mark.parametrize("value", [-1, True, 1.5])
+def test_checkpoint_every_must_be_a_whole_number_of_epochs_or_zero(value):
+    with pytest.raises(ConfigError, match="checkpoint_every"):
+        TrainConfig(checkpoint_every=value).validate()
+    TrainConfig(checkpoint_every=0).validate()  # never: a run redone whole

@@ -258,3 +258,14 @@ def test_a_cadence_validates_every_nth_epoch_and_the_last(epochs, every, validat
 
     config = TrainConfig(epochs=epochs, val_every=every)
     assert [e + 1 for e in range(epochs) if validation_epoch(e, config)] == validated
+
+
+@pytest.mark.parametrize(
+    ("every", "keep", "written"),
+    [(1, True, [1, 2, 3, 4, 5]), (1, False, [1, 2, 3, 4]), (2, True, [2, 4, 5]), (2, False, [2, 4]), (0, False, [])],
+)
+def test_checkpoints_follow_their_cadence_and_keep_checkpoint_decides_the_last(every, keep, written):
+    from octattn.training.loop import checkpoint_epoch
+
+    config = TrainConfig(epochs=5, checkpoint_every=every, keep_checkpoint=keep)
+    assert [e + 1 for e in range(5) if checkpoint_epoch(e, config)] == written

@@ -129,6 +129,11 @@ class TrainConfig:
         0.95, "refer urgently above the urgent probability that catches this share of urgent validation scans"
     )
     volume_false_urgent: float = setting(0.01, "a volume's false call rate, at any number of B-scans")
+    checkpoint_every: int = setting(
+        1,
+        "write RUN/checkpoint.pt (for --resume) after every N-th epoch; 0 = never (a crash then starts the run "
+        "over); keep_checkpoint decides the last epoch's",
+    )
     keep_checkpoint: bool = setting(
         True,
         "keep RUN/checkpoint.pt (model + optimizer, about 3x the bundle) when the run ends; "
@@ -174,6 +179,10 @@ class TrainConfig:
             raise ConfigError(f"randomise must be in [0, 1], got {self.randomise}")
         if isinstance(self.val_every, bool) or not isinstance(self.val_every, int) or self.val_every < 1:
             raise ConfigError(f"val_every must be a whole number of epochs, at least 1, got {self.val_every!r}")
+        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int):
+            raise ConfigError(f"checkpoint_every must be a whole number of epochs, got {self.checkpoint_every!r}")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"checkpoint_every must be 0 (never) or more, got {self.checkpoint_every}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.referral is not None:
@@ -308,10 +317,16 @@ def save_config(config: TrainConfig, path: str | Path) -> None:
     atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
+KEEPING_KEYS = frozenset({"checkpoint_every", "keep_checkpoint"})
+"""Settings that decide which files a run keeps on the way, never what it learns: a resume or a
+benchmark's reuse of a finished run may differ in them."""
+
+
 def differing_keys(a: TrainConfig, b: TrainConfig) -> dict[str, tuple[Any, Any]]:
-    """The keys whose values differ between two configs, with both values."""
+    """The keys whose values differ between two configs, with both values (the
+    :data:`KEEPING_KEYS` left out)."""
     left, right = a.to_dict(), b.to_dict()
-    return {key: (left[key], right[key]) for key in left if left[key] != right[key]}
+    return {key: (left[key], right[key]) for key in left if key not in KEEPING_KEYS and left[key] != right[key]}
 
 
 RUN_CONFIG = "config.yaml"

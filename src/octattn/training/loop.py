@@ -131,10 +131,25 @@ def validation_epoch(epoch: int, config: TrainConfig) -> bool:
     return (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs
 
 
+def checkpoint_epoch(epoch: int, config: TrainConfig) -> bool:
+    """Whether the epoch of index ``epoch`` (0-based) ends with a checkpoint: every
+    ``checkpoint_every``-th but the last, which only ``keep_checkpoint`` writes.
+
+    Without keep_checkpoint the last epoch's checkpoint would be deleted once the run ends: not
+    writing it saves a write of three bundles' size and, while it replaced the one before, twice
+    that on the disk. A crash after the last epoch then repeats the epochs since the last
+    checkpoint on --resume, as a crash within any epoch does. A run that is redone whole rather
+    than resumed (a benchmark's) needs none of them: ``checkpoint_every: 0`` saves a twentieth
+    of a short CPU run (``docs/performance.md``)."""
+    if epoch + 1 == config.epochs:
+        return config.keep_checkpoint
+    return config.checkpoint_every > 0 and (epoch + 1) % config.checkpoint_every == 0
+
+
 FUSED_DEVICES = ("cpu", "cuda")
 """Where torch has a fused optimizer kernel: one pass over all parameters instead of a loop of
-small ops per tensor (AdamW's update of the attention model's 60 M parameters takes 0.10 s fused
-against 0.19 s unfused on a 2-core Xeon: a training step at 147 px is 1.08x as fast;
+small ops per tensor (AdamW's update of the attention model's 60 M parameters takes half the time
+fused on a 2-core Xeon: a training step at 147 px is 1.08-1.11x as fast;
 ``benchmarks/epoch.py``). The same update, up to floating-point rounding."""
 
 
@@ -310,11 +325,7 @@ def _train(
                     run_dir, model, config, predictions.logits, predictions.labels, epoch + 1, data.classes, prior
                 )
             write_logs(run_dir, history, steps)
-            # Without keep_checkpoint the last epoch's checkpoint would be deleted once the run
-            # ends: not writing it saves a write of three bundles' size and, while it replaced the
-            # one before, twice that on the disk. A crash after the last epoch then repeats that
-            # epoch on --resume, as a crash within any epoch does.
-            if config.keep_checkpoint or epoch + 1 < config.epochs:
+            if checkpoint_epoch(epoch, config):
                 save_checkpoint(
                     checkpoint_path,
                     {
