@@ -13,7 +13,9 @@ fold by fold so that a CPU's drift touches them alike, and writes
 ``results/validation_cadence.{json,md}``: each fold's wall time (training and scoring) and its
 training steps' time (the epochs' ``epoch_seconds``), their sums, the ratio of the sums to the
 first cadence's, and the pooled out-of-fold accuracy of each cadence paired scan by scan with the
-first's (McNemar's exact test, paired patient-bootstrap interval), on each seed. Resumable: the
+first's (McNemar's exact test, paired patient-bootstrap interval), on each seed. Each model's
+measurement is kept beside the others' (``--model attention`` leaves plain's as it was), with
+the machine and date it was made on. Resumable: the
 runs live in ``runs/validation-cadence/runs``, named by seed, cadence and fold, and a finished
 fold is reused with the time it took when trained. ``--quick`` (75 px, 2 epochs, 2 folds, 16
 scans a class) checks the code path and writes under ``runs/validation-cadence-quick``.
@@ -23,13 +25,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import statistics
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import REAL_DATA, write_results
+from benchmarks.common import REAL_DATA, RESULTS, machine, write_results
 from benchmarks.real_scans import (
     MODELS,
     Plan,
@@ -82,19 +85,35 @@ def measure_seed(
 
 
 def measure(model: str, cadences: list[int], seeds: list[int], quick: bool, work: Path) -> dict[str, Any]:
-    """Every seed's cadences (:func:`measure_seed`), with the plan they ran under."""
+    """Every seed's cadences (:func:`measure_seed`) for one model, with the plan they ran under
+    and the machine they ran on."""
     p = replace(plan(quick, 147), epochs=2) if quick else plan(False, 147)
     work.mkdir(parents=True, exist_ok=True)
     manifests = oct2017_fold_manifests(work, p)
     by_seed = {str(seed): measure_seed(p, manifests, model, cadences, seed, work) for seed in seeds}
     return {
-        "model": model,
         "size": p.size,
         "epochs": p.epochs,
         "folds": p.folds,
         "scans": by_seed[str(seeds[0])][str(cadences[0])]["n"],
         "seeds": by_seed,
+        "machine": machine(),
     }
+
+
+def with_model(previous: dict[str, Any] | None, model: str, measured: dict[str, Any]) -> dict[str, Any]:
+    """The results to write: ``previous`` (a results file's, or None) with ``model``'s measurement
+    replaced by ``measured`` and every other model's kept. A file of one model's older layout
+    (``model`` beside its numbers, the machine at the top) is read as that model's."""
+    models: dict[str, Any] = {}
+    if previous is not None:
+        if "models" in previous:
+            models = dict(previous["models"])
+        else:  # the layout before 2026-12-07's second model
+            old = {k: v for k, v in previous.items() if k != "model"}
+            models = {previous["model"]: old}
+    models[model] = measured
+    return {"models": models}
 
 
 def _sum(values: list[float | None]) -> float | None:
@@ -103,33 +122,44 @@ def _sum(values: list[float | None]) -> float | None:
 
 
 def table(results: dict[str, Any]) -> str:
-    """The docs' table of a ``validation_cadence.json``."""
+    """The docs' table of a ``validation_cadence.json``: each model's cadences on each seed."""
+    models = results["models"]
+    first_model = next(iter(models.values()))
+    size, epochs, folds, scans = (first_model[k] for k in ("size", "epochs", "folds", "scans"))
     lines = [
-        f"| {results['model']} from scratch, {results['size']} px, {results['epochs']} epochs | seed "
+        f"| from scratch, {size} px, {epochs} epochs | model | seed "
         "| fold wall time, median (s) | all folds (s) | of which training steps (s) | x first | "
-        f"pooled accuracy, {results['scans']} scans (95% CI) | macro-F1 | this - first (points; p) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"pooled accuracy, {scans} scans (95% CI) | macro-F1 | this - first (points; p) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for seed, cadences in results["seeds"].items():
-        first = _sum(next(iter(cadences.values()))["fold_seconds"])
-        for n, c in cadences.items():
-            total = _sum(c["fold_seconds"])
-            known = [v for v in c["fold_seconds"] if v is not None]
-            median = f"{statistics.median(known):.0f}" if known else "-"
-            ratio = f"{first / total:.2f}x" if first and total else "-"
-            versus = points_p(c["vs_first"]) if "vs_first" in c else "-"
-            total_text = f"{total:.0f}" if total is not None else "-"
-            lines.append(
-                f"| val_every {n} | {seed} | {median} | {total_text} | {sum(c['fold_training_steps_seconds']):.0f} "
-                f"| {ratio} | {pct_ci(c['accuracy'], c['accuracy_ci'])} | {c['macro_f1']:.3f} | {versus} |"
-            )
+    for model, measured in models.items():
+        for seed, cadences in measured["seeds"].items():
+            first = _sum(next(iter(cadences.values()))["fold_seconds"])
+            for n, c in cadences.items():
+                total = _sum(c["fold_seconds"])
+                known = [v for v in c["fold_seconds"] if v is not None]
+                median = f"{statistics.median(known):.0f}" if known else "-"
+                ratio = f"{first / total:.2f}x" if first and total else "-"
+                versus = points_p(c["vs_first"]) if "vs_first" in c else "-"
+                total_text = f"{total:.0f}" if total is not None else "-"
+                lines.append(
+                    f"| val_every {n} | {model} | {seed} | {median} | {total_text} "
+                    f"| {sum(c['fold_training_steps_seconds']):.0f} | {ratio} "
+                    f"| {pct_ci(c['accuracy'], c['accuracy_ci'])} | {c['macro_f1']:.3f} | {versus} |"
+                )
+    machines = {model: m["machine"] for model, m in models.items() if "machine" in m}
+    several_cpus = len({(m["cpu"], m.get("cpu_flags")) for m in machines.values()}) > 1
+    dates = "; ".join(
+        f"{model} {m['date'][:16].replace('T', ' ')} UTC" + (f" on {m['cpu']}" if several_cpus else "")
+        for model, m in machines.items()
+    )
     return "\n".join(
         [
             *lines,
             "",
-            f"Part a's {results['folds']} patient-grouped folds and recipe; x first: the first cadence's total time "
-            "over this one's on the same seed (faster above 1). The cadences took turns fold by fold in one process; a "
-            "fold's time is its training and scoring.",
+            f"Part a's {folds} patient-grouped folds and recipe; x first: the first cadence's total time over this "
+            "one's on the same seed (faster above 1). The cadences took turns fold by fold in one process; a fold's "
+            f"time is its training and scoring. Measured: {dates}.",
         ]
     )
 
@@ -155,8 +185,11 @@ def main() -> int:
         print(f"skipped: {REAL_DATA} not found (the OCT2017 scans this benchmark trains on)")
         return 0
     work = QUICK_WORK if args.quick else WORK
-    results = measure(args.model, cadences, seeds, args.quick, work)
-    write_results("validation_cadence", results, table, *([work] if args.quick else []))
+    folder = work if args.quick else RESULTS
+    measured = measure(args.model, cadences, seeds, args.quick, work)
+    kept = folder / "validation_cadence.json"
+    previous = json.loads(kept.read_text()) if kept.exists() else None
+    write_results("validation_cadence", with_model(previous, args.model, measured), table, folder)
     return 0
 
 

@@ -4,7 +4,7 @@ run folders, and a bad --every stops in one line before anything trains."""
 import sys
 
 import pytest
-from benchmarks.validation_cadence import main, table, training_steps_seconds
+from benchmarks.validation_cadence import main, table, training_steps_seconds, with_model
 
 
 def _cadence(seconds, accuracy, **extra):
@@ -22,12 +22,8 @@ def _cadence(seconds, accuracy, **extra):
 
 def test_the_table_gives_each_cadence_its_time_ratio_and_its_paired_difference_on_each_seed():
     versus = {"difference_points": -1.3, "interval_points": [-4.0, 1.5], "p_value": 0.42}
-    results = {
-        "model": "plain",
-        "size": 147,
-        "epochs": 12,
-        "folds": 5,
-        "scans": 307,
+    plain = {
+        **PLAN,
         "seeds": {
             "0": {
                 "1": _cadence([220.0, 230.0, 225.0, 240.0, 235.0], 0.583),
@@ -38,25 +34,64 @@ def test_the_table_gives_each_cadence_its_time_ratio_and_its_paired_difference_o
                 "3": _cadence([250.0] * 5, 0.5, vs_first=versus),
             },
         },
+        "machine": _machine("2026-12-07T17:04:18+00:00"),
     }
+    attention = {
+        **PLAN,
+        "seeds": {"0": {"1": _cadence([300.0] * 5, 0.6), "3": _cadence([240.0] * 5, 0.6, vs_first=versus)}},
+        "machine": _machine("2026-12-07T20:10:00+00:00"),
+    }
+    results = {"models": {"plain": plain, "attention": attention}}
 
     def rows(text):
         return {
-            tuple(c.strip() for c in line.split("|")[1:3]): line for line in text.splitlines() if "val_every" in line
+            tuple(c.strip() for c in line.split("|")[1:4]): line for line in text.splitlines() if "val_every" in line
         }
 
-    found = rows(table(results))
-    assert found[("val_every 1", "0")].split("|")[3:7] == [" 230 ", " 1150 ", " 500 ", " 1.00x "]
-    assert found[("val_every 3", "0")].split("|")[3:7] == [" 175 ", " 875 ", " 500 ", " 1.31x "]
-    assert found[("val_every 3", "1")].split("|")[6] == " 0.80x "  # each seed against its own first cadence
-    assert "58.3% (53.3%-63.3%)" in found[("val_every 1", "0")] and found[("val_every 1", "0")].rstrip().endswith(
-        "| - |"
-    )
-    assert "-1.3 (-4.0 to +1.5; p 0.42)" in found[("val_every 3", "0")]
+    text = table(results)
+    found = rows(text)
+    assert found[("val_every 1", "plain", "0")].split("|")[4:8] == [" 230 ", " 1150 ", " 500 ", " 1.00x "]
+    assert found[("val_every 3", "plain", "0")].split("|")[4:8] == [" 175 ", " 875 ", " 500 ", " 1.31x "]
+    assert found[("val_every 3", "plain", "1")].split("|")[7] == " 0.80x "  # each seed against its own first
+    assert found[("val_every 3", "attention", "0")].split("|")[4:8] == [" 240 ", " 1200 ", " 500 ", " 1.25x "]
+    row = found[("val_every 1", "plain", "0")]
+    assert "58.3% (53.3%-63.3%)" in row and row.rstrip().endswith("| - |")
+    assert "-1.3 (-4.0 to +1.5; p 0.42)" in found[("val_every 3", "plain", "0")]
+    assert "Measured: plain 2026-12-07 17:04 UTC; attention 2026-12-07 20:10 UTC." in text
     # a fold trained before its time was kept: no total and no ratio, never a wrong one
-    results["seeds"]["0"]["1"]["fold_seconds"][0] = None
+    plain["seeds"]["0"]["1"]["fold_seconds"][0] = None
     found = rows(table(results))
-    assert found[("val_every 1", "0")].split("|")[4:7] == [" - ", " 500 ", " - "]
+    assert found[("val_every 1", "plain", "0")].split("|")[5:8] == [" - ", " 500 ", " - "]
+
+
+PLAN = {"size": 147, "epochs": 12, "folds": 5, "scans": 307}
+
+
+def _machine(date, cpu="Intel(R) Xeon(R) Processor"):
+    return {"cpu": cpu, "cpu_flags": "avx2", "cores": 2, "torch": "2.14.1", "date": date}
+
+
+def test_a_second_model_is_kept_beside_the_first_and_the_old_layout_is_read_as_its_model():
+    old = {"machine": _machine("2026-12-07T17:04:18+00:00"), "model": "plain", **PLAN, "seeds": {"0": {}}}
+    attention = {**PLAN, "seeds": {"1": {}}, "machine": _machine("2026-12-07T20:10:00+00:00")}
+    merged = with_model(old, "attention", attention)
+    assert list(merged["models"]) == ["plain", "attention"]
+    assert merged["models"]["plain"] == {k: v for k, v in old.items() if k != "model"}  # its own machine kept
+    again = {**PLAN, "seeds": {"0": {"1": {}}}, "machine": _machine("2026-12-08T09:00:00+00:00")}
+    remeasured = with_model(merged, "plain", again)
+    assert remeasured["models"] == {"plain": again, "attention": attention}  # replaced in its place
+    assert with_model(None, "plain", again) == {"models": {"plain": again}}
+
+
+def test_models_measured_on_other_cpus_name_theirs():
+    seeds = {"0": {"1": _cadence([1.0] * 5, 0.5)}}
+    results = {
+        "models": {
+            "plain": {**PLAN, "seeds": seeds, "machine": _machine("2026-12-07T17:04:00", cpu="AMD EPYC")},
+            "attention": {**PLAN, "seeds": seeds, "machine": _machine("2026-12-08T17:04:00")},
+        }
+    }
+    assert "plain 2026-12-07 17:04 UTC on AMD EPYC; attention 2026-12-08 17:04 UTC on Intel" in table(results)
 
 
 def test_training_steps_are_the_epochs_seconds_of_the_run(tmp_path):
