@@ -164,6 +164,14 @@ def table(results: dict[str, Any]) -> str:
     )
 
 
+def _whole_numbers(parser: argparse.ArgumentParser, flag: str, text: str) -> list[int]:
+    """``text``'s comma-separated whole numbers; anything else stops in one line naming ``flag``."""
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        parser.error(f"{flag}: whole numbers separated by commas, got {text!r}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=sorted(MODELS), default="plain", help="the network (default: plain)")
@@ -171,14 +179,8 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1", help="the runs' seeds, comma-separated (default: 0,1)")
     parser.add_argument("--quick", action="store_true", help="75 px, 2 epochs, 2 folds (the code path only)")
     args = parser.parse_args()
-    try:
-        cadences = [int(v) for v in args.every.split(",")]
-    except ValueError:
-        parser.error(f"--every: whole numbers separated by commas, got {args.every!r}")
-    try:
-        seeds = [int(v) for v in args.seeds.split(",")]
-    except ValueError:
-        parser.error(f"--seeds: whole numbers separated by commas, got {args.seeds!r}")
+    cadences = _whole_numbers(parser, "--every", args.every)
+    seeds = _whole_numbers(parser, "--seeds", args.seeds)
     if len(cadences) < 2 or min(cadences) < 1 or len(set(cadences)) != len(cadences):
         parser.error(f"--every: two or more distinct cadences of at least 1, got {args.every!r}")
     if not REAL_DATA.is_dir():

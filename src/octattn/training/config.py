@@ -177,12 +177,8 @@ class TrainConfig:
             raise ConfigError(f"jitter must be in [0, 1], got {self.jitter}")
         if not 0 <= self.randomise <= 1:
             raise ConfigError(f"randomise must be in [0, 1], got {self.randomise}")
-        if isinstance(self.val_every, bool) or not isinstance(self.val_every, int) or self.val_every < 1:
-            raise ConfigError(f"val_every must be a whole number of epochs, at least 1, got {self.val_every!r}")
-        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int):
-            raise ConfigError(f"checkpoint_every must be a whole number of epochs, got {self.checkpoint_every!r}")
-        if self.checkpoint_every < 0:
-            raise ConfigError(f"checkpoint_every must be 0 (never) or more, got {self.checkpoint_every}")
+        _check_epoch_cadence("val_every", self.val_every, least=1)
+        _check_epoch_cadence("checkpoint_every", self.checkpoint_every, least=0)
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.referral is not None:
@@ -315,6 +311,14 @@ def save_config(config: TrainConfig, path: str | Path) -> None:
     from octattn.io import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def _check_epoch_cadence(key: str, value: Any, least: int) -> None:
+    """Refuse a cadence in epochs (``val_every``, ``checkpoint_every``) that is not a whole number
+    of at least ``least`` (YAML's true is an int to Python, never a cadence)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        never = " (0 = never)" if least == 0 else ""
+        raise ConfigError(f"{key} must be a whole number of epochs, at least {least}{never}, got {value!r}")
 
 
 KEEPING_KEYS = frozenset({"checkpoint_every", "keep_checkpoint"})
