@@ -131,6 +131,23 @@ def write_results(
     print(text)
 
 
+def with_model(previous: dict[str, Any] | None, model: str, measured: dict[str, Any]) -> dict[str, Any]:
+    """A results file of one measurement a model (``{"models": {MODEL: ...}}``): ``previous``
+    (a file's, or None) with ``model``'s replaced by ``measured`` and every other model's kept,
+    so that measuring a second model leaves the first's numbers as they were."""
+    models = dict(previous["models"]) if previous is not None else {}
+    models[model] = measured
+    return {"models": models}
+
+
+def whole_numbers(parser: argparse.ArgumentParser, flag: str, text: str) -> list[int]:
+    """``text``'s comma-separated whole numbers; anything else stops in one line naming ``flag``."""
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        parser.error(f"{flag}: whole numbers separated by commas, got {text!r}")
+
+
 FROM_BACKBONE = "from_backbone:"
 """The prefix of a results file's keys for a start from a named backbone file, one per start."""
 

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+from benchmarks import run_pool
 from benchmarks.attention_study import Setup, _pretrain
 from benchmarks.common import (
     REAL_DATA,
@@ -227,6 +228,18 @@ def run_once(name: str, work: Path, data: Path, overrides: list[str], split: str
     }
     atomic_write_text(result_file, json.dumps(result))
     return result
+
+
+RUNNER = "benchmarks.real_scans:run_once"
+""":func:`run_once` as a run pool calls it (by the module's name, also when this file runs as
+``__main__``: the workers import it so)."""
+
+
+def submit_run(name: str, work: Path, data: Path, overrides: list[str], split: str = "test") -> run_pool.Job:
+    """:func:`run_once` offered to the processes sharing the runs (``--jobs``); its result comes
+    from :func:`benchmarks.run_pool.settle`."""
+    job = run_pool.Job(RUNNER, name, str(work.resolve()), str(data.resolve()), tuple(overrides), split)
+    return run_pool.submit(job)
 
 
 def as_reading(evaluation: EvaluationResult) -> dict[str, Any]:
@@ -426,16 +439,17 @@ def cross_validated(
     trained once."""
     rows = oct2017_rows(p)
     manifests = oct2017_fold_manifests(work, p)
-    runs: dict[str, dict[str, Any]] = {}
+    submitted: dict[str, list[run_pool.Job]] = {}
     for model, init in configs:
         for seed in seeds if init in every_seed else tuple(s for s in seeds if s == 0):
             init_overrides = [f"weights={weights[init]}", *START_OVERRIDES.get(init, [])] if init != "scratch" else []
             name = seeded(f"{model}-{init}", seed)
-            per_fold = []
-            for k, manifest in enumerate(manifests):
-                overrides = fold_overrides(p, model, seed, init_overrides)
-                per_fold.append(run_once(f"oct2017-{name}-fold{k}", work, manifest, overrides))
-            runs[name] = pooled(per_fold)
+            overrides = fold_overrides(p, model, seed, init_overrides)
+            submitted[name] = [
+                submit_run(f"oct2017-{name}-fold{k}", work, manifest, overrides) for k, manifest in enumerate(manifests)
+            ]
+    # every run is offered before the first is awaited: with --jobs, the processes share them all
+    runs = {name: pooled(run_pool.settle(jobs)) for name, jobs in submitted.items()}
     comparisons = {
         f"{seeded(b, seed)} vs {seeded(a, seed)}": paired(runs[seeded(a, seed)], runs[seeded(b, seed)])
         for seed in seeds
@@ -916,19 +930,17 @@ def octdl_whole(
     as_trained: dict[str, dict[str, Any]] = {}
     corrected: dict[str, dict[str, Any]] = {}
     summary: dict[str, Any] = {}
+    submitted: dict[tuple[str, str], run_pool.Job] = {}
     for start, start_overrides in starts.items():
         for model in MODELS if not start else phantom_models:
             for seed in seeds:
                 name, run_name = f"{model}{start}-s{seed}", f"octdl-{model}{start}-s{seed}"
                 overrides = [*octdl_overrides(p, model, seed), *start_overrides]
-                result = run_once(run_name, work, manifest, overrides)
-                power, fixed = prior_corrected(work / "runs" / run_name, manifest, result)
-                as_trained[name], corrected[name] = pooled([result]), pooled([fixed])
-                summary[name] = {
-                    **_metrics(corrected[name]),
-                    "prior_power": power,
-                    "uncorrected": _metrics(as_trained[name]),
-                }
+                submitted[name, run_name] = submit_run(run_name, work, manifest, overrides)
+    for (name, run_name), result in zip(submitted, run_pool.settle(list(submitted.values())), strict=True):
+        power, fixed = prior_corrected(work / "runs" / run_name, manifest, result)
+        as_trained[name], corrected[name] = pooled([result]), pooled([fixed])
+        summary[name] = {**_metrics(corrected[name]), "prior_power": power, "uncorrected": _metrics(as_trained[name])}
     comparisons, uncorrected = {}, {}
     pairs = [
         *((f"{a}{start}", f"attention{start}") for start in starts for a in ("plain", "nomask")),
@@ -1021,12 +1033,21 @@ def main() -> int:
         "--update, the runs of these seeds join those committed for the same recipe (a second seed later)",
     )
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="processes sharing the independent runs of a part, each with its share of the cores (default 1; "
+        "2 on a 2-core CPU: benchmarks/parallel_runs.py measures the gain)",
+    )
+    parser.add_argument(
         "--parts",
         default=",".join(PARTS),
         help="comma-separated parts to run (a,b,c,d,e; b and e need --octdl); the results file is written only "
         "when all run, so a split run ends with one call without --parts (finished runs are reused)",
     )
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     if not REAL_DATA.is_dir():
         print(f"skipped: {REAL_DATA} not found")
         return 0
@@ -1046,28 +1067,31 @@ def main() -> int:
     lesion_models = tuple(m for m in args.lesion_models.split(",") if m)
     if not set(phantom_models) | set(paper_epochs_models) | set(lesion_models) <= set(MODELS):
         parser.error(f"--phantom-models, --paper-epochs-models, --lesion-models: choose from {', '.join(MODELS)}")
-    runnable = parts if octdl is not None else parts - {"b", "e"}
-    from_phantoms = bool(phantom_models) or ("a" in parts and bool(paper_epochs_models))
-    needed = backbones_needed(runnable, seeds, from_phantoms, not args.no_standard_pretraining, bool(lesion_models))
-    backbones = {generator: phantom_backbone(work, p, generator) for generator in sorted(needed)}
-    if "b" in parts and octdl is not None:
-        realistic = backbone_file(backbones["realistic"]) if "realistic" in backbones else None
-        results["octdl"] = octdl_whole(work, p, octdl, seeds, realistic, phantom_models)
-    # d and c before a: part a's many runs come last, its standard-phantom runs last of all,
-    # so that a run cut short for time loses the least.
-    if "d" in parts:
-        results["zero_shot"] = zero_shot(work, p, backbones)
-        results["phantom_statistics"] = phantom_statistics()
-    if "c" in parts:
-        octdl_model = octdl_run(work, p, octdl, "attention", 0) if octdl is not None else None
-        results["across"] = across(work, p, octdl or OCTDL_MINI, octdl_model)
-    if "a" in parts:
-        standard = not args.no_standard_pretraining
-        results["oct2017_cv"] = oct2017_cv(
-            work, p, backbones, standard, phantom_models, seeds, paper_epochs_models, lesion_models
-        )
-    if "e" in parts and octdl is not None:
-        results["oct2017_transfer"] = oct2017_transfer(work, p, octdl, seeds)
+    # the runs of a part are offered to --jobs processes; phantom backbones and the parts' few
+    # other trainings run here, one at a time
+    with run_pool.sharing(work / "pool", args.jobs):
+        runnable = parts if octdl is not None else parts - {"b", "e"}
+        from_phantoms = bool(phantom_models) or ("a" in parts and bool(paper_epochs_models))
+        needed = backbones_needed(runnable, seeds, from_phantoms, not args.no_standard_pretraining, bool(lesion_models))
+        backbones = {generator: phantom_backbone(work, p, generator) for generator in sorted(needed)}
+        if "b" in parts and octdl is not None:
+            realistic = backbone_file(backbones["realistic"]) if "realistic" in backbones else None
+            results["octdl"] = octdl_whole(work, p, octdl, seeds, realistic, phantom_models)
+        # d and c before a: part a's many runs come last, its standard-phantom runs last of all,
+        # so that a run cut short for time loses the least.
+        if "d" in parts:
+            results["zero_shot"] = zero_shot(work, p, backbones)
+            results["phantom_statistics"] = phantom_statistics()
+        if "c" in parts:
+            octdl_model = octdl_run(work, p, octdl, "attention", 0) if octdl is not None else None
+            results["across"] = across(work, p, octdl or OCTDL_MINI, octdl_model)
+        if "a" in parts:
+            standard = not args.no_standard_pretraining
+            results["oct2017_cv"] = oct2017_cv(
+                work, p, backbones, standard, phantom_models, seeds, paper_epochs_models, lesion_models
+            )
+        if "e" in parts and octdl is not None:
+            results["oct2017_transfer"] = oct2017_transfer(work, p, octdl, seeds)
     for key in ("oct2017_cv", "oct2017_transfer"):
         for run in results.get(key, {}).get("runs", {}).values():
             for private in ("_order", "_correct", "_groups"):

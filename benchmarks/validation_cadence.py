@@ -32,7 +32,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import REAL_DATA, RESULTS, machine, write_results
+from benchmarks.common import REAL_DATA, RESULTS, machine, whole_numbers, write_results
+from benchmarks.common import with_model as common_with_model
 from benchmarks.real_scans import (
     MODELS,
     Plan,
@@ -102,18 +103,11 @@ def measure(model: str, cadences: list[int], seeds: list[int], quick: bool, work
 
 
 def with_model(previous: dict[str, Any] | None, model: str, measured: dict[str, Any]) -> dict[str, Any]:
-    """The results to write: ``previous`` (a results file's, or None) with ``model``'s measurement
-    replaced by ``measured`` and every other model's kept. A file of one model's older layout
-    (``model`` beside its numbers, the machine at the top) is read as that model's."""
-    models: dict[str, Any] = {}
-    if previous is not None:
-        if "models" in previous:
-            models = dict(previous["models"])
-        else:  # the layout before 2026-12-07's second model
-            old = {k: v for k, v in previous.items() if k != "model"}
-            models = {previous["model"]: old}
-    models[model] = measured
-    return {"models": models}
+    """:func:`benchmarks.common.with_model`, reading a file of one model's older layout
+    (``model`` beside its numbers, the machine at the top) as that model's."""
+    if previous is not None and "models" not in previous:  # the layout before 2026-12-07's second model
+        previous = {"models": {previous["model"]: {k: v for k, v in previous.items() if k != "model"}}}
+    return common_with_model(previous, model, measured)
 
 
 def _sum(values: list[float | None]) -> float | None:
@@ -164,14 +158,6 @@ def table(results: dict[str, Any]) -> str:
     )
 
 
-def _whole_numbers(parser: argparse.ArgumentParser, flag: str, text: str) -> list[int]:
-    """``text``'s comma-separated whole numbers; anything else stops in one line naming ``flag``."""
-    try:
-        return [int(v) for v in text.split(",")]
-    except ValueError:
-        parser.error(f"{flag}: whole numbers separated by commas, got {text!r}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=sorted(MODELS), default="plain", help="the network (default: plain)")
@@ -179,8 +165,8 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1", help="the runs' seeds, comma-separated (default: 0,1)")
     parser.add_argument("--quick", action="store_true", help="75 px, 2 epochs, 2 folds (the code path only)")
     args = parser.parse_args()
-    cadences = _whole_numbers(parser, "--every", args.every)
-    seeds = _whole_numbers(parser, "--seeds", args.seeds)
+    cadences = whole_numbers(parser, "--every", args.every)
+    seeds = whole_numbers(parser, "--seeds", args.seeds)
     if len(cadences) < 2 or min(cadences) < 1 or len(set(cadences)) != len(cadences):
         parser.error(f"--every: two or more distinct cadences of at least 1, got {args.every!r}")
     if not REAL_DATA.is_dir():

@@ -1645,3 +1645,46 @@ def test_quick_reads_the_first_oct2017_scans_of_each_class_and_the_full_plan_rea
     quick = real_scans.oct2017_rows(real_scans.plan(True, 147))
     assert [r["path"] for r in quick] == [f"{label}-{i}" for i in range(16) for label in "AB"]
     assert real_scans.oct2017_rows(real_scans.plan(False, 147)) == rows
+
+
+def test_a_part_offers_every_run_before_it_waits_for_the_first(tmp_path, monkeypatch):
+    """What lets --jobs share a part's runs: part a submits all its fold runs, and part b all
+    its runs, before settling any; the results still reach the right run names."""
+    rows = [
+        {"path": f"s{i}.png", "label": ["CNV", "DME", "DRUSEN", "NORMAL"][i % 4], "group": str(i)} for i in range(20)
+    ]
+    monkeypatch.setattr(real_scans, "oct2017_scans", lambda: rows)
+    offered: list[str] = []
+    awaited: list[list[str]] = []
+
+    def settle(jobs):
+        awaited.append([job.name for job in jobs])
+        return [{"paths": [job.name], "groups": [job.name], "labels": [0], "probs": [[1, 0, 0, 0]]} for job in jobs]
+
+    monkeypatch.setattr(real_scans.run_pool, "submit", lambda job: offered.append(job.name) or job)
+    monkeypatch.setattr(real_scans.run_pool, "settle", settle)
+    monkeypatch.setattr(real_scans, "pooled", lambda results: {"order": [r["paths"][0] for r in results]})
+    monkeypatch.setattr(real_scans, "paired", lambda a, b: {})
+    configs = [("attention", "scratch"), ("plain", "scratch")]
+    out = real_scans.cross_validated(tmp_path, plan(True, 75), configs, {}, (), seeds=(0,))
+    folds = ["fold0", "fold1"]
+    assert offered == [f"oct2017-{m}-scratch-{f}" for m in ("attention", "plain") for f in folds]
+    assert len(awaited) == 2 and all(len(a) == 2 for a in awaited), (
+        "settled after all were offered, a run set at a time"
+    )
+    assert out["runs"]["plain-scratch"] == {"order": [f"oct2017-plain-scratch-{f}" for f in folds]}
+
+
+def test_jobs_must_be_a_process_or_more(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["real_scans", "--jobs", "0"])
+    with pytest.raises(SystemExit) as stop:
+        real_scans.main()
+    assert stop.value.code == 2 and "--jobs must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_a_run_offered_to_the_pool_names_absolute_paths(tmp_path, monkeypatch):
+    """A worker may start in another folder: the work folder and data travel absolute."""
+    monkeypatch.chdir(tmp_path)
+    job = real_scans.submit_run("r", Path("work"), Path("data.csv"), ["epochs=1"])
+    assert job.work == str(tmp_path / "work") and job.data == str(tmp_path / "data.csv")
+    assert job.runner == "benchmarks.real_scans:run_once" and job.overrides == ("epochs=1",)

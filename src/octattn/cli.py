@@ -216,6 +216,7 @@ BENCHMARKS = (
     "phantom_zero_shot",
     "epoch",
     "validation_cadence",
+    "parallel_runs",
     "suite",
 )
 
