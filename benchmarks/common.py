@@ -132,7 +132,7 @@ def write_results(
 
 
 def with_model(previous: dict[str, Any] | None, model: str, measured: dict[str, Any]) -> dict[str, Any]:
-    """A results file of one measurement a model (``{"models": {MODEL: ...}}``): ``previous``
+    """A results file of one measurement per model (``{"models": {MODEL: ...}}``): ``previous``
     (a file's, or None) with ``model``'s replaced by ``measured`` and every other model's kept,
     so that measuring a second model leaves the first's numbers as they were."""
     models = dict(previous["models"]) if previous is not None else {}
