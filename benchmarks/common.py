@@ -131,6 +131,12 @@ def write_results(
     print(text)
 
 
+def results_in(folder: Path, name: str) -> dict[str, Any] | None:
+    """``folder/NAME.json`` as written by :func:`write_results`, or None where there is none."""
+    path = folder / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def with_model(previous: dict[str, Any] | None, model: str, measured: dict[str, Any]) -> dict[str, Any]:
     """A results file of one measurement per model (``{"models": {MODEL: ...}}``): ``previous``
     (a file's, or None) with ``model``'s replaced by ``measured`` and every other model's kept,

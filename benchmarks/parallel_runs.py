@@ -21,7 +21,6 @@ writes under ``runs/parallel-runs-quick``.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import run_pool
-from benchmarks.common import REAL_DATA, RESULTS, machine, whole_numbers, with_model, write_results
+from benchmarks.common import REAL_DATA, RESULTS, machine, results_in, whole_numbers, with_model, write_results
 from benchmarks.real_scans import (
     MODELS,
     fold_overrides,
@@ -104,10 +103,8 @@ def main() -> int:
     part, size, epochs = ("a", p.size, p.epochs) if octdl is None else ("b", p.octdl_size, p.octdl_epochs)
     measured = {"part": part, "size": size, "epochs": epochs, "runs": args.runs, "sets": sets, "machine": machine()}
     folder = root if args.quick else RESULTS
-    kept = folder / "parallel_runs.json"
-    previous = json.loads(kept.read_text()) if kept.exists() else None
     key = args.model if part == "a" else f"octdl:{args.model}"  # part a's models keep their first keys
-    write_results("parallel_runs", with_model(previous, key, measured), table, folder)
+    write_results("parallel_runs", with_model(results_in(folder, "parallel_runs"), key, measured), table, folder)
     return 0
 
 

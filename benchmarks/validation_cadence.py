@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import REAL_DATA, RESULTS, machine, whole_numbers, write_results
+from benchmarks.common import REAL_DATA, RESULTS, machine, results_in, whole_numbers, write_results
 from benchmarks.common import with_model as common_with_model
 from benchmarks.real_scans import (
     MODELS,
@@ -175,8 +174,7 @@ def main() -> int:
     work = QUICK_WORK if args.quick else WORK
     folder = work if args.quick else RESULTS
     measured = measure(args.model, cadences, seeds, args.quick, work)
-    kept = folder / "validation_cadence.json"
-    previous = json.loads(kept.read_text()) if kept.exists() else None
+    previous = results_in(folder, "validation_cadence")
     write_results("validation_cadence", with_model(previous, args.model, measured), table, folder)
     return 0
 
