@@ -45,11 +45,12 @@ QUICK_WORK = Path("runs") / "parallel-runs-quick"
 
 
 def time_run_set(
-    work: Path, model: str, runs: int, processes: int, quick: bool, octdl: Path | None = None
+    work: Path, model: str, runs: int, processes: int, quick: bool, octdl: Path | None = None, first: int = 0
 ) -> dict[str, Any]:
-    """Train the first ``runs`` runs of ``model`` in an empty ``work``, shared among
-    ``processes``: part a's fold runs (seed 0's folds, then seed 1's where more runs than folds
-    are asked), or with ``octdl`` part b's runs on its audited split (seeds 0, 1, ...)."""
+    """Train ``runs`` runs of ``model`` from the ``first``-th in an empty ``work``, shared among
+    ``processes``: part a's fold runs (run ``k`` is fold ``k % folds`` with seed ``k // folds``'s
+    recipe: seed 0's folds, then seed 1's...), or with ``octdl`` part b's runs on its audited
+    split (run ``k`` is seed ``k``)."""
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -58,12 +59,12 @@ def time_run_set(
         manifests = oct2017_fold_manifests(work, p)
         planned = [
             (f"oct2017-{model}-scratch-run{k}", manifests[k % p.folds], fold_overrides(p, model, k // p.folds, []))
-            for k in range(runs)
+            for k in range(first, first + runs)
         ]
     else:
         manifest = work / "octdl-clean.csv"
         octdl_clean_manifest(octdl, manifest, p.octdl_cap)
-        planned = [(f"octdl-{model}-s{k}", manifest, octdl_overrides(p, model, k)) for k in range(runs)]
+        planned = [(f"octdl-{model}-s{k}", manifest, octdl_overrides(p, model, k)) for k in range(first, first + runs)]
     start = time.perf_counter()
     with run_pool.sharing(work / "pool", processes):
         results = run_pool.settle([submit_run(name, work, data, overrides) for name, data, overrides in planned])

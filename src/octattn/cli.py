@@ -217,6 +217,7 @@ BENCHMARKS = (
     "epoch",
     "validation_cadence",
     "parallel_runs",
+    "thread_pairs",
     "suite",
 )
 
