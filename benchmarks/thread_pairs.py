@@ -129,6 +129,19 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"| {label} | {found['pairs']} | {found['lower']} of {found['differing']} | {mean} | {t_p} | {sign_p} |"
         )
+    ratios = [
+        chunk["two_threads"]["wall_seconds"] / chunk["one_thread"]["wall_seconds"]
+        for m in results["models"].values()
+        for chunk in m["chunks"]
+        if "wall_seconds" in chunk["two_threads"]
+    ]
+    if ratios:
+        lines += [
+            "",
+            f"Each two's wall time, one at a time with two threads against at once with one thread each: "
+            f"median {statistics.median(ratios):.2f}x as fast at once ({min(ratios):.2f}-{max(ratios):.2f}x "
+            f"over {len(ratios)} twos, each pair of sets run in turn).",
+        ]
     sizes = "; ".join(f"{model} {m['size']} px, {m['epochs']} epochs" for model, m in results["models"].items())
     lines += [
         "",

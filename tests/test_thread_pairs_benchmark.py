@@ -90,3 +90,17 @@ def test_started_again_it_trains_only_the_twos_not_yet_written(tmp_path, monkeyp
     text = (tmp_path / "thread_pairs.md").read_text()
     assert "| plain | 13 (6, 1) | 40.0% | 50.0% | +10.0 |" in text  # run 13: seed 6's fold 1 of --quick's 2
     assert "| this benchmark | 4 | 2 of 3 | +0.0 (" in text
+    assert "wall time" not in text  # these twos were not timed
+
+
+def test_the_table_gives_the_median_ratio_of_the_twos_wall_times():
+    def two(two_wall, one_wall):
+        return {
+            "runs": [0, 1],
+            "two_threads": {"accuracy": [0.5, 0.5], "wall_seconds": two_wall},
+            "one_thread": {"accuracy": [0.5, 0.5], "wall_seconds": one_wall},
+        }
+
+    chunks = [two(120, 100), two(150, 100), two(90, 100)]
+    results = {"models": {"plain": {"size": 147, "epochs": 12, "folds": 5, "chunks": chunks}}, "summaries": {}}
+    assert "median 1.20x as fast at once (0.90-1.50x over 3 twos" in thread_pairs.table(results)
