@@ -4,7 +4,8 @@
 trained one at a time with both cores' two threads. Nothing in the training reads the thread
 count, but one thread sums in another order, and a run from scratch on about 210 scans moves
 with its rounding; ``benchmarks/parallel_runs.py``'s pairs read lower with one thread in most
-pairs, too few to tell. This benchmark trains more pairs.
+pairs, too few to tell. This benchmark trains more pairs (on the AMX Xeon, 2026-12-08: alike,
+docs/performance.md, "One thread or two").
 
 ``python -m benchmarks.thread_pairs [--model plain] [--pairs 16] [--first 10] [--quick]``
 trains part a's fold runs ``first`` to ``first + pairs - 1`` (run ``k`` is fold ``k % 5`` with
