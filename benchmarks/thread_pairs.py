@@ -174,13 +174,13 @@ def main() -> int:
     if measured is None or (measured["size"], measured["epochs"]) != (p.size, p.epochs):
         measured = {"size": p.size, "epochs": p.epochs, "folds": p.folds, "chunks": []}
     done = [chunk["runs"] for chunk in measured["chunks"]]
+    earlier = parallel_runs_differences(results_in(folder, "parallel_runs"))
     for runs in planned_twos(args.first, args.pairs):
         if runs in done:
             continue
         measured["chunks"].append(train_two(root, args.model, runs, args.quick))
         results = with_model(previous, args.model, measured)
         mine = [d for m in results["models"].values() for d in pair_differences(m["chunks"])]
-        earlier = parallel_runs_differences(results_in(folder, "parallel_runs"))
         results["summaries"] = {
             "this benchmark": summary(mine),
             "parallel_runs": summary(earlier),
