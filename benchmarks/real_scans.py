@@ -39,7 +39,8 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -128,18 +129,22 @@ class Plan:
     """At most this many OCT2017 scans of each class (``--quick``: the code path only)."""
     pretrain_recipe: tuple[str, ...] = PHANTOM_RECIPE
     """Config overrides of the phantom pretraining, after the study's own."""
+    val_every: int = 1
+    """The real-scan runs validate after every this-many-th epoch and the last (``--val-every``;
+    every committed run validated each epoch)."""
 
 
-def plan(quick: bool, size: int) -> Plan:
+def plan(quick: bool, size: int, val_every: int = 1) -> Plan:
     """The benchmark's sizes. The full plan was cut for a 3-hour target on a 2-core CPU and
     still takes more than twice that there in one go (docs/real-scans.md, "Machines and time"): the
     attention model trains at about 15 images/s at 147 px in bf16 on the AMX Xeon, 21 on the
     AMD EPYC."""
     if quick:
         tiny = Setup(75, 3, 1, 0, 0, 1, 8)
-        return Plan(75, 1, 2, (0,), tiny, 75, 1, tiny, octdl_cap=16, oct2017_cap=16)
+        return Plan(75, 1, 2, (0,), tiny, 75, 1, tiny, octdl_cap=16, oct2017_cap=16, val_every=val_every)
     pretrain = Setup(size, 150, 10, 0, 0, 1, 16)
-    return Plan(size, 12, 5, (0, 1), pretrain, 128, 12, replace(pretrain, pretrain_per_class=500))
+    lesion = replace(pretrain, pretrain_per_class=500)
+    return Plan(size, 12, 5, (0, 1), pretrain, 128, 12, lesion, val_every=val_every)
 
 
 @cache
@@ -192,20 +197,32 @@ def fold_manifest(rows: list[dict[str, str]], test: set[int], out: Path) -> Path
     return out
 
 
-def reused_or_trained(run: Path, config: TrainConfig, finished: Path) -> bool:
-    """Train ``run`` under ``config`` unless ``finished`` (a file it leaves) exists; True when
-    the finished run is reused. A finished run is reused only if it was made with the same
-    settings: a recipe changed in the code since would otherwise be reported under the old
-    run's numbers.
+def reused_or_trained(run: Path, config: TrainConfig, finished: Path | None = None) -> bool:
+    """Train ``run`` under ``config`` unless it finished: ``finished`` (a file it leaves once
+    scored) exists, or, where that is None, it trained every epoch (:func:`trained_through`).
+    True when the finished run is reused. A finished run is reused only if it was made with
+    the same settings: a recipe changed in the code since would otherwise be reported under the
+    old run's numbers.
 
     Raises:
         SystemExit: ``run`` finished with other settings (:func:`refuse_other_settings`).
     """
-    if not finished.exists():
+    if not (finished.exists() if finished is not None else trained_through(run)):
         train(config, run, overwrite=True, progress=False, log=lambda _: None)
         return False
     refuse_other_settings(run, config)
     return True
+
+
+def trained_through(run: Path) -> bool:
+    """Whether ``run`` trained every epoch its settings ask for. Its bundle alone says nothing:
+    the best epoch's is written while the run still trains, so a run cut short has one too."""
+    metrics = run / "metrics.csv"
+    if not ((run / "model").is_dir() and metrics.is_file() and (run / RUN_CONFIG).is_file()):
+        return False
+    with metrics.open(newline="") as handle:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
+    return bool(epochs) and epochs[-1] >= load_config(run / RUN_CONFIG).epochs
 
 
 def run_once(name: str, work: Path, data: Path, overrides: list[str], split: str = "test") -> dict[str, Any]:
@@ -414,6 +431,7 @@ def fold_overrides(p: Plan, model: str, seed: int, init_overrides: list[str]) ->
         *SMALL_DATA,
         "val_fraction=0.15",
         f"seed={seed}",
+        f"val_every={p.val_every}",
         *REDONE_WHOLE,
         "ood_detector=false",
         *init_overrides,
@@ -599,6 +617,7 @@ def octdl_overrides(p: Plan, model: str, seed: int) -> list[str]:
         "balance=sampler",
         f"schedule={REAL_SCHEDULE}",
         f"seed={seed}",
+        f"val_every={p.val_every}",
         *REDONE_WHOLE,
         "ood_detector=false",
     ]
@@ -705,17 +724,23 @@ def across(work: Path, p: Plan, octdl: Path, octdl_model: Path | None) -> dict[s
     tested on) on every OCTDL NO and DME scan, and an OCTDL-trained one (part b's, seed 0, or
     trained here on ``octdl``) on OCT2017's NORMAL and DME scans."""
     rows = oct2017_rows(p)
-    common = [f"epochs={p.epochs}", "val_fraction=0.15", "ood_detector=false", *REDONE_WHOLE]
+    common = [
+        f"epochs={p.epochs}",
+        f"val_every={p.val_every}",
+        "val_fraction=0.15",
+        "ood_detector=false",
+        *REDONE_WHOLE,
+    ]
     small = [*common, *SMALL_DATA]
     oct_run = work / "runs" / "across-oct2017-scratch"
     manifest = fold_manifest(rows, set(), work / "oct2017-all-train.csv")
     overrides = [f"data={manifest}", f"image_size={p.size}", *small]
-    reused_or_trained(oct_run, load_config(config_path("demo"), overrides), oct_run / "model")
+    reused_or_trained(oct_run, load_config(config_path("demo"), overrides))
     if octdl_model is None:
         octdl_model = work / "runs" / "across-octdl"
         schedule = f"schedule={REAL_SCHEDULE}"
         overrides = [f"data={octdl}", f"image_size={p.octdl_size}", "balance=sampler", schedule, *common]
-        reused_or_trained(octdl_model, load_config(config_path("demo"), overrides), octdl_model / "model")
+        reused_or_trained(octdl_model, load_config(config_path("demo"), overrides))
     # Every OCTDL scan as a test image; part b's cleaned manifest, where present, has no copies.
     clean = work / "octdl-clean.csv"
     if clean.exists():
@@ -992,6 +1017,47 @@ def backbones_needed(
     return needed
 
 
+class StageClock:
+    """Times the stages of one call (the phantom backbones, then each part) and counts the runs
+    each trained anew (a run under ``work/runs`` that finished, or a phantom backbone, that was
+    not there before): how long
+    the plan takes in one go is measured, not summed from runs made at other hours."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.seconds: dict[str, float] = {}
+        self.new_runs: dict[str, int] = {}
+
+    def _finished(self) -> int:
+        # a scored run leaves its result.json; part c's two runs are never scored so, and are
+        # read from their epochs; a phantom pretraining leaves its backbone file
+        runs = [run for run in (self.work / "runs").glob("*") if run.is_dir()]
+        scored = sum(1 for run in runs if (run / "result.json").exists() or trained_through(run))
+        return scored + sum(1 for _ in self.work.glob("phantom-*/backbone.safetensors"))
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        before, start = self._finished(), time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = time.perf_counter() - start
+            self.new_runs[stage] = self._finished() - before
+
+
+TIMINGS = "timings.jsonl"
+"""Each call's stage times, one JSON line per call, in the work folder (``benchmarks/plan_time.py``
+reads them)."""
+
+
+def record_timings(work: Path, record: dict[str, Any]) -> None:
+    """Add one call's timings to ``work/timings.jsonl`` (rewritten atomically: a call cut short
+    loses none of the earlier lines)."""
+    path = work / TIMINGS
+    earlier = path.read_text() if path.exists() else ""
+    atomic_write_text(path, earlier + json.dumps(record) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -1040,6 +1106,14 @@ def main() -> int:
         "2 on a 2-core CPU: benchmarks/parallel_runs.py measures the gain)",
     )
     parser.add_argument(
+        "--val-every",
+        type=int,
+        default=1,
+        help="the real-scan runs validate after every N-th epoch and the last (default 1, as every committed "
+        "run did; 3 made a fold 1.27-1.37x as fast: benchmarks/validation_cadence.py). A finished run made "
+        "with another cadence is refused, not mixed in: pass another --work",
+    )
+    parser.add_argument(
         "--parts",
         default=",".join(PARTS),
         help="comma-separated parts to run (a,b,c,d,e; b and e need --octdl); the results file is written only "
@@ -1048,6 +1122,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.val_every < 1:
+        parser.error(f"--val-every must be at least 1, got {args.val_every}")
     if not REAL_DATA.is_dir():
         print(f"skipped: {REAL_DATA} not found")
         return 0
@@ -1056,7 +1132,7 @@ def main() -> int:
     parts = set(args.parts.split(","))
     if not parts <= set(PARTS):
         parser.error(f"--parts: unknown part(s) {', '.join(sorted(parts - set(PARTS)))}; choose from {','.join(PARTS)}")
-    p = plan(args.quick, args.size)
+    p = plan(args.quick, args.size, args.val_every)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else p.seeds
     work = Path(args.work) / ("quick" if args.quick else "full")
     work.mkdir(parents=True, exist_ok=True)
@@ -1069,29 +1145,58 @@ def main() -> int:
         parser.error(f"--phantom-models, --paper-epochs-models, --lesion-models: choose from {', '.join(MODELS)}")
     # the runs of a part are offered to --jobs processes; phantom backbones and the parts' few
     # other trainings run here, one at a time
-    with run_pool.sharing(work / "pool", args.jobs):
-        runnable = parts if octdl is not None else parts - {"b", "e"}
-        from_phantoms = bool(phantom_models) or ("a" in parts and bool(paper_epochs_models))
-        needed = backbones_needed(runnable, seeds, from_phantoms, not args.no_standard_pretraining, bool(lesion_models))
-        backbones = {generator: phantom_backbone(work, p, generator) for generator in sorted(needed)}
-        if "b" in parts and octdl is not None:
-            realistic = backbone_file(backbones["realistic"]) if "realistic" in backbones else None
-            results["octdl"] = octdl_whole(work, p, octdl, seeds, realistic, phantom_models)
-        # d and c before a: part a's many runs come last, its standard-phantom runs last of all,
-        # so that a run cut short for time loses the least.
-        if "d" in parts:
-            results["zero_shot"] = zero_shot(work, p, backbones)
-            results["phantom_statistics"] = phantom_statistics()
-        if "c" in parts:
-            octdl_model = octdl_run(work, p, octdl, "attention", 0) if octdl is not None else None
-            results["across"] = across(work, p, octdl or OCTDL_MINI, octdl_model)
-        if "a" in parts:
-            standard = not args.no_standard_pretraining
-            results["oct2017_cv"] = oct2017_cv(
-                work, p, backbones, standard, phantom_models, seeds, paper_epochs_models, lesion_models
+    stages = StageClock(work)
+    started = time.time()
+    cut_short = True  # until the last part returns: Ctrl-C or an error still records the stages done
+    try:
+        with run_pool.sharing(work / "pool", args.jobs):
+            runnable = parts if octdl is not None else parts - {"b", "e"}
+            from_phantoms = bool(phantom_models) or ("a" in parts and bool(paper_epochs_models))
+            needed = backbones_needed(
+                runnable, seeds, from_phantoms, not args.no_standard_pretraining, bool(lesion_models)
             )
-        if "e" in parts and octdl is not None:
-            results["oct2017_transfer"] = oct2017_transfer(work, p, octdl, seeds)
+            with stages("backbones"):
+                backbones = {generator: phantom_backbone(work, p, generator) for generator in sorted(needed)}
+            if "b" in parts and octdl is not None:
+                realistic = backbone_file(backbones["realistic"]) if "realistic" in backbones else None
+                with stages("b"):
+                    results["octdl"] = octdl_whole(work, p, octdl, seeds, realistic, phantom_models)
+            # d and c before a: part a's many runs come last, its standard-phantom runs last of all,
+            # so that a run cut short for time loses the least.
+            if "d" in parts:
+                with stages("d"):
+                    results["zero_shot"] = zero_shot(work, p, backbones)
+                    results["phantom_statistics"] = phantom_statistics()
+            if "c" in parts:
+                with stages("c"):
+                    octdl_model = octdl_run(work, p, octdl, "attention", 0) if octdl is not None else None
+                    results["across"] = across(work, p, octdl or OCTDL_MINI, octdl_model)
+            if "a" in parts:
+                standard = not args.no_standard_pretraining
+                with stages("a"):
+                    results["oct2017_cv"] = oct2017_cv(
+                        work, p, backbones, standard, phantom_models, seeds, paper_epochs_models, lesion_models
+                    )
+            if "e" in parts and octdl is not None:
+                with stages("e"):
+                    results["oct2017_transfer"] = oct2017_transfer(work, p, octdl, seeds)
+        cut_short = False
+    finally:
+        record_timings(
+            work,
+            {
+                "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+                "command": sys.argv[1:],
+                "jobs": args.jobs,
+                "val_every": args.val_every,
+                "seeds": list(seeds),
+                "stages": stages.seconds,
+                "new_runs": stages.new_runs,
+                "seconds": time.time() - started,
+                "cut_short": cut_short,
+                "machine": machine(),
+            },
+        )
     for key in ("oct2017_cv", "oct2017_transfer"):
         for run in results.get(key, {}).get("runs", {}).values():
             for private in ("_order", "_correct", "_groups"):

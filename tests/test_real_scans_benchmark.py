@@ -13,6 +13,7 @@ import pytest
 from benchmarks.common import FROM_BACKBONE
 from benchmarks.real_scans import headline, merged_results, octdl_clean_manifest, plan, seeds_of, summary, table
 
+from octattn.training.config import save_config
 from tests.conftest import link_weights
 from tests.data.helpers import make_tree
 
@@ -1688,3 +1689,87 @@ def test_a_run_offered_to_the_pool_names_absolute_paths(tmp_path, monkeypatch):
     job = real_scans.submit_run("r", Path("work"), Path("data.csv"), ["epochs=1"])
     assert job.work == str(tmp_path / "work") and job.data == str(tmp_path / "data.csv")
     assert job.runner == "benchmarks.real_scans:run_once" and job.overrides == ("epochs=1",)
+
+
+def test_val_every_must_be_an_epoch_or_more(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["real_scans", "--val-every", "0"])
+    with pytest.raises(SystemExit) as stop:
+        real_scans.main()
+    assert stop.value.code == 2 and "--val-every must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_the_plans_cadence_reaches_every_real_scan_run():
+    """``--val-every`` reaches part a's folds and part b's runs; the plan's default stays the
+    committed runs' (every epoch), so a finished run is still reused."""
+    for every in (1, 3):
+        p = plan(False, 147, every)
+        for overrides in (real_scans.fold_overrides(p, "plain", 0, []), real_scans.octdl_overrides(p, "plain", 0)):
+            config = real_scans.load_config(real_scans.config_path("demo"), ["data=x", *overrides])
+            assert config.val_every == every
+    assert plan(False, 147).val_every == 1
+
+
+def _a_run(run: Path, epochs_asked: int, epochs_done: int) -> Path:
+    """A run folder as training leaves it: its settings, its best bundle, its epochs so far."""
+    (run / "model").mkdir(parents=True)
+    config = real_scans.load_config(real_scans.config_path("demo"), ["data=x", f"epochs={epochs_asked}"])
+    save_config(config, run / real_scans.RUN_CONFIG)
+    rows = "".join(f"{e},0.5\n" for e in range(1, epochs_done + 1))
+    (run / "metrics.csv").write_text("epoch,train_loss\n" + rows)
+    return run
+
+
+def test_a_run_with_a_bundle_but_epochs_to_go_has_not_finished(tmp_path):
+    """Part c's runs were reused once their bundle existed, which training writes at its first
+    best epoch: a run cut short passed for finished."""
+    assert not real_scans.trained_through(_a_run(tmp_path / "cut", 12, 4))
+    assert real_scans.trained_through(_a_run(tmp_path / "done", 12, 12))
+    assert not real_scans.trained_through(tmp_path / "never")
+
+
+def test_part_c_trains_a_run_cut_short_again(tmp_path, monkeypatch):
+    trained: list[Path] = []
+    monkeypatch.setattr(real_scans, "train", lambda config, run, **kw: trained.append(run))
+    config = real_scans.load_config(real_scans.config_path("demo"), ["data=x", "epochs=12"])
+    cut = _a_run(tmp_path / "cut", 12, 4)
+    assert real_scans.reused_or_trained(cut, config) is False and trained == [cut]
+
+
+def test_a_stage_clock_counts_the_runs_and_backbones_a_stage_made(tmp_path):
+    (tmp_path / "runs" / "old").mkdir(parents=True)
+    (tmp_path / "runs" / "old" / "result.json").write_text("{}")
+    clock = real_scans.StageClock(tmp_path)
+    with clock("a"):
+        for name in ("r1", "r2"):
+            (tmp_path / "runs" / name).mkdir()
+            (tmp_path / "runs" / name / "result.json").write_text("{}")
+        _a_run(tmp_path / "runs" / "c-trained", 3, 3)  # part c's: trained, never scored into a result.json
+        _a_run(tmp_path / "runs" / "still-training", 3, 1)
+    with pytest.raises(KeyboardInterrupt), clock("backbones"):
+        (tmp_path / "phantom-realistic").mkdir()
+        (tmp_path / "phantom-realistic" / "backbone.safetensors").write_bytes(b"")
+        raise KeyboardInterrupt
+    assert clock.new_runs == {"a": 3, "backbones": 1}, "the stage cut short still counts what it finished"
+    assert set(clock.seconds) == {"a", "backbones"} and all(s >= 0 for s in clock.seconds.values())
+
+
+def test_a_call_cut_short_still_records_its_stages(tmp_path, monkeypatch):
+    """Ctrl-C during part d: the call's line in timings.jsonl says so, keeps the line before it,
+    and the interruption still stops the call."""
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / real_scans.TIMINGS).write_text('{"stages": {}}\n')
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(real_scans, "phantom_backbone", lambda work, p, generator: work / generator)
+    monkeypatch.setattr(real_scans, "zero_shot", interrupted)
+    monkeypatch.setattr(sys, "argv", ["real_scans", "--parts", "d", "--work", str(tmp_path), "--val-every", "3"])
+    with pytest.raises(KeyboardInterrupt):
+        real_scans.main()
+    lines = (tmp_path / "full" / real_scans.TIMINGS).read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[0]) == {"stages": {}}
+    record = json.loads(lines[1])
+    assert record["cut_short"] is True and list(record["stages"]) == ["backbones", "d"]
+    assert record["val_every"] == 3 and record["command"][:2] == ["--parts", "d"]
+    assert record["machine"]["cores"] >= 1

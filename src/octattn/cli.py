@@ -218,6 +218,7 @@ BENCHMARKS = (
     "validation_cadence",
     "parallel_runs",
     "thread_pairs",
+    "plan_time",
     "suite",
 )
 
