@@ -35,6 +35,7 @@ import argparse
 import csv
 import json
 import re
+import signal
 import statistics
 import sys
 import time
@@ -1045,6 +1046,11 @@ class StageClock:
             self.new_runs[stage] = self._finished() - before
 
 
+def _stopped_from_outside(signum: int, frame: object) -> None:
+    """A TERM signal ends the call as Ctrl-C would: its stages so far are still recorded."""
+    raise SystemExit(128 + signum)
+
+
 TIMINGS = "timings.jsonl"
 """Each call's stage times, one JSON line per call, in the work folder (``benchmarks/plan_time.py``
 reads them)."""
@@ -1147,7 +1153,9 @@ def main() -> int:
     # other trainings run here, one at a time
     stages = StageClock(work)
     started = time.time()
-    cut_short = True  # until the last part returns: Ctrl-C or an error still records the stages done
+    cut_short = True  # until the last part returns: Ctrl-C, a TERM signal or an error still records the stages done
+    # a call started in the background (nohup, &) ignores Ctrl-C's signal: kill's TERM stops it the same way
+    previous = signal.signal(signal.SIGTERM, _stopped_from_outside)
     try:
         with run_pool.sharing(work / "pool", args.jobs):
             runnable = parts if octdl is not None else parts - {"b", "e"}
@@ -1182,6 +1190,7 @@ def main() -> int:
                     results["oct2017_transfer"] = oct2017_transfer(work, p, octdl, seeds)
         cut_short = False
     finally:
+        signal.signal(signal.SIGTERM, previous)
         record_timings(
             work,
             {

@@ -3,6 +3,7 @@
 import csv
 import json
 import sys
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -1773,3 +1774,25 @@ def test_a_call_cut_short_still_records_its_stages(tmp_path, monkeypatch):
     assert record["cut_short"] is True and list(record["stages"]) == ["backbones", "d"]
     assert record["val_every"] == 3 and record["command"][:2] == ["--parts", "d"]
     assert record["machine"]["cores"] >= 1
+
+
+def test_a_call_stopped_by_a_term_signal_records_its_stages_and_hands_the_signal_back(tmp_path, monkeypatch):
+    """A call started in the background ignores Ctrl-C; ``kill`` (TERM) must cut it short just
+    as cleanly, and the handler must not outlive the call."""
+    import os
+    import signal
+
+    def killed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+
+    monkeypatch.setattr(real_scans, "phantom_backbone", lambda work, p, generator: work / generator)
+    monkeypatch.setattr(real_scans, "zero_shot", killed)
+    monkeypatch.setattr(sys, "argv", ["real_scans", "--parts", "d", "--work", str(tmp_path)])
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stop:
+        real_scans.main()
+    assert stop.value.code == 128 + signal.SIGTERM
+    record = json.loads((tmp_path / "full" / real_scans.TIMINGS).read_text())
+    assert record["cut_short"] is True and list(record["stages"]) == ["backbones", "d"]
+    assert signal.getsignal(signal.SIGTERM) == before
