@@ -1021,8 +1021,8 @@ def backbones_needed(
 class StageClock:
     """Times the stages of one call (the phantom backbones, then each part) and counts the runs
     each trained anew (a run under ``work/runs`` that finished, or a phantom backbone, that was
-    not there before): how long
-    the plan takes in one go is measured, not summed from runs made at other hours."""
+    not there before): how long the plan takes in one go is measured, not summed from runs made
+    at other hours."""
 
     def __init__(self, work: Path) -> None:
         self.work = work
